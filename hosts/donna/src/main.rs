@@ -1,0 +1,94 @@
+//! `donna`: the command line of the donna NAS SDK. A thin host: it parses arguments, finds
+//! spaces, devices and searchers in the registry, and calls the SDK's engines.
+
+// The linker drops a crate nobody references, and with it the crate's `inventory`
+// registrations: name every built-in plugin here.
+use donna_layers as _;
+use donna_space_attention as _;
+use donna_space_efficientnet as _;
+use donna_space_mobilenet as _;
+
+mod cmd_arch;
+mod cmd_list;
+mod cmd_run;
+mod space_args;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use donna_sdk::SdkError;
+
+/// Hardware-aware neural architecture search (DONNA: blockwise distillation, accuracy
+/// predictor, evolutionary search per device).
+#[derive(Parser)]
+#[command(name = "donna", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the search spaces with their block count and exact size.
+    Spaces,
+    /// List the layer types that block options can be made of.
+    Layers,
+    /// List the hardware targets (cost models).
+    Devices,
+    /// List the search algorithms.
+    Searchers,
+    /// Sample, show and check architectures.
+    #[command(subcommand)]
+    Arch(cmd_arch::ArchCommand),
+    /// Create a run directory (DIR/run.json) fixing space, data, preset and seed.
+    Init(cmd_run::InitArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Spaces => cmd_list::spaces(),
+        Command::Layers => cmd_list::layers(),
+        Command::Devices => cmd_list::devices(),
+        Command::Searchers => cmd_list::searchers(),
+        Command::Arch(cmd) => cmd_arch::run(cmd),
+        Command::Init(args) => cmd_run::init(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for problems with what the user gave (as clap does for bad flags), 1 for the rest.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let user = e.chain().any(|c| {
+        c.downcast_ref::<SdkError>().is_some_and(SdkError::is_user_error) || c.downcast_ref::<UsageError>().is_some()
+    });
+    if user {
+        2
+    } else {
+        1
+    }
+}
+
+/// A mistake in the command line or its inputs, found by the host itself.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Fails with a [`UsageError`] (exit code 2).
+fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(UsageError(msg.into()).into())
+}
