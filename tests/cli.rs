@@ -1,1 +1,122 @@
+//! The `donna` command line as a user drives it: listings, architectures, run directories and
+//! the exit codes and one-line errors for bad input.
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn donna(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_donna")).args(args).output().expect("donna runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("donna-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn spaces_lists_the_three_builtins_with_exact_sizes() {
+    let o = donna(&["spaces"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("mobilenet") && out.contains("efficientnet") && out.contains("attention"), "{out}");
+    assert!(out.contains(&240u128.pow(6).to_string()), "{out}");
+    let layers = stdout(&donna(&["layers"]));
+    assert!(layers.contains("mbconv") && layers.contains("transformer"), "{layers}");
+}
+
+#[test]
+fn arch_sample_is_one_parseable_line_and_seeded() {
+    let a = donna(&["arch", "sample", "--space", "efficientnet", "--seed", "4"]);
+    let b = donna(&["arch", "sample", "--space", "efficientnet", "--seed", "4"]);
+    let c = donna(&["arch", "sample", "--space", "efficientnet", "--seed", "5"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let line = stdout(&a);
+    assert_eq!(line.lines().count(), 1);
+    assert!(line.starts_with("efficientnet:"));
+    assert_eq!(line, stdout(&b));
+    assert_ne!(line, stdout(&c));
+    let show = donna(&["arch", "show", line.trim()]);
+    assert!(show.status.success(), "{}", stderr(&show));
+}
+
+#[test]
+fn arch_show_prints_blocks_and_totals_of_the_teacher() {
+    let teacher = stdout(&donna(&["arch", "teacher", "--space", "mobilenet"]));
+    let o = donna(&["arch", "show", teacher.trim()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for want in ["b0", "b5", "24x56x56", "3,504,872", "300.77M", "total"] {
+        assert!(out.contains(want), "missing {want} in\n{out}");
+    }
+}
+
+#[test]
+fn arch_show_reads_json_files_and_reports_bad_ones() {
+    let dir = temp_dir("json");
+    let good = dir.join("arch.json");
+    let o = donna(&["arch", "sample", "--space", "attention", "--json", "--seed", "2"]);
+    std::fs::write(&good, stdout(&o)).unwrap();
+    let o = donna(&["arch", "show", good.to_str().unwrap(), "--resolution", "32", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(doc["total"]["params"].as_u64().unwrap() > 0);
+
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"space":"attention","blocks":[{"x":"attn""#).unwrap();
+    let o = donna(&["arch", "show", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn invalid_architecture_or_unknown_space_is_a_one_line_error_with_exit_code_2() {
+    let teacher = stdout(&donna(&["arch", "teacher", "--space", "mobilenet"]));
+    let mut blocks: Vec<String> = teacher.trim().split('/').map(str::to_owned).collect();
+    blocks[3] = blocks[3].replace("e6", "e5");
+    let bad = blocks.join("/");
+    let o = donna(&["arch", "show", &bad]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), "error: block 3: expansion 5 not in {2,3,4,6}\n");
+
+    let o = donna(&["arch", "sample", "--space", "resnet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o), "error: unknown search space `resnet` (known: attention, efficientnet, mobilenet)\n");
+
+    let o = donna(&["arch", "show", "not-an-arch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1);
+
+    let o = donna(&["arch", "sample", "--space", "mobilenet", "--resolution", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("resolution 0 out of range"), "{}", stderr(&o));
+}
+
+#[test]
+fn init_writes_run_json_once_and_refuses_other_settings() {
+    let dir = temp_dir("init");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let o = donna(&["init", "--run", r, "--space", "attention", "--resolution", "32", "--seed", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(cfg["space"], "attention");
+    assert_eq!(cfg["seed"], 7);
+    assert_eq!(cfg["space_config"]["resolution"], 32);
+    let again = donna(&["init", "--run", r, "--space", "attention", "--resolution", "32", "--seed", "7"]);
+    assert!(again.status.success());
+    let other = donna(&["init", "--run", r, "--space", "attention", "--resolution", "32", "--seed", "8"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(stderr(&other).contains("other settings"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -46,9 +46,17 @@ pub enum SdkError {
 }
 
 impl SdkError {
-    /// Whether the error comes from what the user gave (exit code 2) rather than the system.
+    /// Whether the error comes from what the user gave (exit code 2): a bad architecture, name,
+    /// setting, configuration or document, rather than a failure of the system.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, SdkError::Arch(_) | SdkError::Unknown { .. } | SdkError::Setting(_) | SdkError::Config(_))
+        matches!(
+            self,
+            SdkError::Arch(_)
+                | SdkError::Unknown { .. }
+                | SdkError::Setting(_)
+                | SdkError::Config(_)
+                | SdkError::Json { .. }
+        )
     }
 }
 

@@ -26,18 +26,26 @@
 
 pub mod arch;
 pub mod artifact;
+pub mod checkpoint;
+pub mod compute;
 pub mod cost;
 pub mod counters;
+pub mod data;
 pub mod error;
 pub mod layer;
 pub mod layout;
 pub mod network;
+pub mod optim;
 pub mod predictor;
+pub mod preset;
+pub mod progress;
 pub mod registry;
 pub mod rng;
 pub mod run_dir;
 pub mod searcher;
 pub mod space;
+pub mod teacher;
+pub mod train;
 pub mod value;
 
 pub use arch::{Architecture, BlockOption, Genome, SpaceSize};

@@ -8,6 +8,7 @@
 use std::sync::RwLock;
 
 use crate::cost::CostModel;
+use crate::data::{Dataset, DatasetProvider};
 use crate::error::{Result, SdkError};
 use crate::layer::LayerType;
 use crate::searcher::Searcher;
@@ -52,16 +53,20 @@ pub struct SpaceRegistration(pub &'static dyn SpaceProvider);
 pub struct DeviceRegistration(pub &'static dyn DeviceProvider);
 /// Link-time registration of a searcher.
 pub struct SearcherRegistration(pub &'static dyn SearcherProvider);
+/// Link-time registration of a dataset format.
+pub struct DatasetRegistration(pub &'static dyn DatasetProvider);
 
 inventory::collect!(LayerTypeRegistration);
 inventory::collect!(SpaceRegistration);
 inventory::collect!(DeviceRegistration);
 inventory::collect!(SearcherRegistration);
+inventory::collect!(DatasetRegistration);
 
 static DYN_LAYERS: RwLock<Vec<&'static dyn LayerType>> = RwLock::new(Vec::new());
 static DYN_SPACES: RwLock<Vec<&'static dyn SpaceProvider>> = RwLock::new(Vec::new());
 static DYN_DEVICES: RwLock<Vec<&'static dyn DeviceProvider>> = RwLock::new(Vec::new());
 static DYN_SEARCHERS: RwLock<Vec<&'static dyn SearcherProvider>> = RwLock::new(Vec::new());
+static DYN_DATASETS: RwLock<Vec<&'static dyn DatasetProvider>> = RwLock::new(Vec::new());
 
 fn read<T: ?Sized>(lock: &RwLock<Vec<&'static T>>) -> Vec<&'static T> {
     lock.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -147,6 +152,24 @@ pub fn searchers() -> Vec<&'static dyn SearcherProvider> {
 /// Builds the searcher called `name`.
 pub fn searcher(name: &str, settings: &Settings) -> Result<Box<dyn Searcher>> {
     find("searcher", searchers(), name, |s| s.name())?.build(settings)
+}
+
+/// Every dataset provider, sorted by name.
+pub fn datasets() -> Vec<&'static dyn DatasetProvider> {
+    let mut v: Vec<_> = inventory::iter::<DatasetRegistration>.into_iter().map(|r| r.0).collect();
+    v.extend(read(&DYN_DATASETS));
+    sorted(v, |d| d.name())
+}
+
+/// Opens `--data NAME[:ARG]` for a run at `resolution`.
+pub fn dataset(spec: &str, resolution: i64) -> Result<Box<dyn Dataset>> {
+    let (name, arg) = spec.split_once(':').unwrap_or((spec, ""));
+    find("dataset", datasets(), name, |d| d.name())?.open(arg, resolution)
+}
+
+/// Adds a dataset format at run time. Names must be new.
+pub fn register_dataset(item: Box<dyn DatasetProvider>) -> Result<()> {
+    add("dataset", &DYN_DATASETS, datasets(), item, |d| d.name())
 }
 
 /// Adds a layer type at run time (from a dynamic plugin). Names must be new.

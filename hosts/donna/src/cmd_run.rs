@@ -1,45 +1,98 @@
-//! `donna init`: the run directory that later stages read their settings from.
+//! `donna init`, `donna teacher` and `donna run`: the pipeline stages on a run directory.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
-use donna_sdk::{registry, RunConfig, RunDir};
+use donna_sdk::compute::compute_device;
+use donna_sdk::registry;
+use donna_sdk::teacher::{self, TeacherReport};
+use donna_sdk::train::TrainData;
 
-use crate::space_args::ConfigArgs;
+use crate::progress_bar::Bars;
+use crate::run_args::{OpenedRun, RunArgs, TrainArgs};
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// Run directory.
-    #[arg(long)]
-    run: PathBuf,
-    /// Search space.
-    #[arg(long, short = 's', default_value = "mobilenet")]
-    space: String,
-    /// Dataset (`synthetic`, `cifar10:PATH`, ...).
-    #[arg(long, default_value = "synthetic")]
-    data: String,
-    /// Preset (`quick` or `full`).
-    #[arg(long, default_value = "quick")]
-    preset: String,
-    /// Seed of every random choice in the run.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     #[command(flatten)]
-    config: ConfigArgs,
+    run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct TeacherArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Import pretrained weights (safetensors, names as in teacher.safetensors) instead of
+    /// training; their accuracy is measured and recorded.
+    #[arg(long, value_name = "FILE.safetensors")]
+    import: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    teacher: TrainArgs,
 }
 
 pub fn init(a: &InitArgs) -> anyhow::Result<()> {
-    let config = a.config.config();
-    // Fail now, not stages later, on a space that cannot be built.
-    registry::space(&a.space, &config)?;
-    let run = RunDir::new(&a.run);
-    run.create(&RunConfig {
-        space: a.space.clone(),
-        space_config: config,
-        data: a.data.clone(),
-        preset: a.preset.clone(),
-        seed: a.seed,
-    })?;
-    println!("{}", run.config_path().display());
+    let opened = a.run.open()?;
+    println!("{}", opened.dir.config_path().display());
+    Ok(())
+}
+
+fn data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
+    let device = compute_device();
+    let data = match &opened.dataset {
+        Some(ds) => TrainData::for_run_with(&opened.dir, &opened.config, Arc::clone(ds), device)?,
+        None => TrainData::for_run(&opened.dir, &opened.config, device)?,
+    };
+    Ok(data)
+}
+
+fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<TeacherReport> {
+    let space = registry::space(&opened.config.space, &opened.config.space_config)?;
+    let data = data(opened)?;
+    let bars = Bars::new();
+    let report = match import {
+        Some(file) => teacher::import(&opened.dir, space.as_ref(), &data, file, &bars)?,
+        None => {
+            let config = train.apply(&opened.preset.teacher)?;
+            teacher::train(&opened.dir, space.as_ref(), &data, &config, opened.config.seed, &bars)?
+        }
+    };
+    println!(
+        "teacher {}: {:.2}% validation accuracy, {} params, {:.2}M MACs, {:.0} s of training -> {}",
+        report.arch,
+        100.0 * report.val_accuracy,
+        report.params,
+        report.macs as f64 / 1e6,
+        report.train_seconds,
+        opened.dir.teacher().display()
+    );
+    Ok(report)
+}
+
+pub fn teacher(a: &TeacherArgs) -> anyhow::Result<()> {
+    let opened = a.run.open()?;
+    teacher_stage(&opened, &a.train, a.import.as_ref())?;
+    Ok(())
+}
+
+/// The whole pipeline on one run directory; every stage skips what is already done.
+pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
+    let opened = a.run.open()?;
+    eprintln!(
+        "run {}: space {}, data {}, preset {}, seed {}",
+        opened.dir.root().display(),
+        opened.config.space,
+        opened.config.data,
+        opened.config.preset,
+        opened.config.seed
+    );
+    teacher_stage(&opened, &a.teacher, None)?;
     Ok(())
 }

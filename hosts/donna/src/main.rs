@@ -3,14 +3,18 @@
 
 // The linker drops a crate nobody references, and with it the crate's `inventory`
 // registrations: name every built-in plugin here.
+use donna_datasets as _;
 use donna_layers as _;
 use donna_space_attention as _;
 use donna_space_efficientnet as _;
 use donna_space_mobilenet as _;
 
 mod cmd_arch;
+mod cmd_data;
 mod cmd_list;
 mod cmd_run;
+mod progress_bar;
+mod run_args;
 mod space_args;
 mod table;
 
@@ -41,11 +45,20 @@ enum Command {
     /// Sample, show and check architectures.
     #[command(subcommand)]
     Arch(cmd_arch::ArchCommand),
+    /// List the dataset formats.
+    Datasets,
+    /// Describe a dataset (size, classes, normalisation) and optionally write a preview grid.
+    Data(cmd_data::DataArgs),
     /// Create a run directory (DIR/run.json) fixing space, data, preset and seed.
     Init(cmd_run::InitArgs),
+    /// Train the space's reference network (the teacher), or import pretrained weights.
+    Teacher(cmd_run::TeacherArgs),
+    /// Run the whole pipeline on a run directory, skipping what is already done.
+    Run(cmd_run::PipelineArgs),
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Spaces => cmd_list::spaces(),
@@ -53,7 +66,11 @@ fn main() -> ExitCode {
         Command::Devices => cmd_list::devices(),
         Command::Searchers => cmd_list::searchers(),
         Command::Arch(cmd) => cmd_arch::run(cmd),
+        Command::Datasets => cmd_data::datasets(),
+        Command::Data(args) => cmd_data::info(&args),
         Command::Init(args) => cmd_run::init(&args),
+        Command::Teacher(args) => cmd_run::teacher(&args),
+        Command::Run(args) => cmd_run::pipeline(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +78,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Keeps freed blocks in the heap instead of handing them back to the OS after every step:
+/// glibc's defaults cost 1.6x in training and 3x in evaluation (libtorch allocates through the
+/// same malloc), see shared/reference-figures.md.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
 

@@ -38,7 +38,7 @@ pub fn layers(spec: &BlockSpec, option: &BlockOption, act: &str) -> Result<Vec<L
     };
     let act = option.name_or("a", act)?;
     let inner = make_divisible(out as f64 * width, 8);
-    Ok((0..depth)
+    (0..depth)
         .map(|i| {
             let settings = Settings::new()
                 .with("out", if i == depth - 1 { out } else { inner })
@@ -49,5 +49,5 @@ pub fn layers(spec: &BlockSpec, option: &BlockOption, act: &str) -> Result<Vec<L
                 .with("act", act);
             Ok(LayerSpec::new(kind, settings))
         })
-        .collect::<Result<Vec<_>>>()?)
+        .collect::<Result<Vec<_>>>()
 }

@@ -1,0 +1,55 @@
+//! Presets: named bundles of every size and schedule the pipeline uses.
+//!
+//! `quick` is sized so that the whole pipeline runs in about ten minutes on a 2-core CPU with
+//! the embedded dataset; `full` uses the reference width and longer schedules. Every value can
+//! be overridden by a flag of the stage that uses it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Augment;
+use crate::error::{Result, SdkError};
+use crate::optim::OptimizerKind;
+use crate::train::TrainConfig;
+
+/// A named set of defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preset {
+    /// `quick` or `full`.
+    pub name: String,
+    /// Input resolution of the space.
+    pub resolution: i64,
+    /// Width multiplier of the space.
+    pub width_mult: f64,
+    /// How the teacher is trained.
+    pub teacher: TrainConfig,
+}
+
+/// The names of the presets.
+pub const PRESETS: [&str; 2] = ["quick", "full"];
+
+/// The preset called `name`.
+pub fn preset(name: &str) -> Result<Preset> {
+    let teacher = TrainConfig {
+        epochs: 8,
+        batch_size: 128,
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        label_smoothing: 0.1,
+        warmup_epochs: 0.5,
+        augment: Augment { crop_padding: 4, flip: true },
+        train_limit: None,
+        val_limit: None,
+    };
+    match name {
+        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.5, teacher }),
+        "full" => Ok(Preset {
+            name: name.into(),
+            resolution: 32,
+            width_mult: 1.0,
+            teacher: TrainConfig { epochs: 40, warmup_epochs: 1.0, ..teacher },
+        }),
+        other => Err(SdkError::Unknown { kind: "preset", name: other.into(), known: PRESETS.join(", ") }),
+    }
+}
