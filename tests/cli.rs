@@ -117,6 +117,41 @@ fn init_writes_run_json_once_and_refuses_other_settings() {
     assert!(again.status.success());
     let other = donna(&["init", "--run", r, "--space", "attention", "--resolution", "32", "--seed", "8"]);
     assert_eq!(other.status.code(), Some(2));
-    assert!(stderr(&other).contains("other settings"));
+    assert!(stderr(&other).contains("--seed 8 disagrees with"), "{}", stderr(&other));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn teacher_trains_a_tiny_run_skips_when_done_and_refuses_a_corrupt_import() {
+    let dir = temp_dir("teacher");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let args = ["teacher", "--run", r, "--data", "synthetic:size=16,train=64,val=32", "--resolution", "16"];
+    let tiny = ["--epochs", "1", "--batch-size", "32"];
+    let o = donna(&[&args[..], &tiny[..]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("validation accuracy"), "{}", stdout(&o));
+    assert!(run.join("teacher.safetensors").exists() && run.join("teacher.json").exists());
+    assert!(!run.join("teacher.ckpt.json").exists());
+    let first = std::fs::read(run.join("teacher.safetensors")).unwrap();
+
+    let again = donna(&["teacher", "--run", r, "--epochs", "1", "--batch-size", "32"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read(run.join("teacher.safetensors")).unwrap(), first, "a finished stage is not redone");
+
+    let other = donna(&["teacher", "--run", r, "--epochs", "2", "--batch-size", "32"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(stderr(&other).contains("other settings"), "{}", stderr(&other));
+
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"\x08\x00\x00\x00\x00\x00\x00\x00{}").unwrap();
+    let fresh = dir.join("fresh");
+    let o = donna(&[&args[..2], &[fresh.to_str().unwrap()], &args[3..], &["--import", bad.to_str().unwrap()]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.safetensors"), "{}", stderr(&o));
+
+    let o = donna(&["teacher", "--run", dir.join("x").to_str().unwrap(), "--data", "cifar10:/nonexistent/cifar"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/cifar"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -18,7 +18,9 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| SdkError::Io { path: dir.display().to_string(), source: e })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}.safetensors", std::process::id()));
-    let named: Vec<(&str, Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu))).collect();
+    // safetensors stores dense row-major data: channels-last weights are made contiguous here.
+    let named: Vec<(&str, Tensor)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu).contiguous())).collect();
     let written = Tensor::write_safetensors(&named, &tmp).map_err(SdkError::from).and_then(|()| {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())

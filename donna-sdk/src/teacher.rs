@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use crate::artifact;
 use crate::checkpoint;
 use crate::error::{Result, SdkError};
-use crate::network::{build_network, count_network, Network};
+use crate::network::{build_network, count_network, use_channels_last, Network};
 use crate::progress::Progress;
 use crate::run_dir::RunDir;
 use crate::space::SearchSpace;
@@ -82,6 +82,7 @@ pub fn train(
     tch::manual_seed(seed as i64);
     let vs = VarStore::new(data.device);
     let net = build_network(space, &arch, &vs.root())?;
+    use_channels_last(&vs);
     let ckpt = CheckpointPaths::new(run.root(), "teacher");
     let history = train_classifier(&vs, &net, data, config, seed, &ckpt, progress)?;
     let count = count_network(space, &arch)?;
@@ -113,6 +114,7 @@ pub fn import(
     let arch = space.teacher();
     let vs = VarStore::new(data.device);
     let net = build_network(space, &arch, &vs.root())?;
+    use_channels_last(&vs);
     let tensors = checkpoint::load(file)?;
     checkpoint::copy_into(&vs, &tensors, true, &file.display().to_string())?;
     let val_accuracy = evaluate(&net, data, None, progress)?;
@@ -135,6 +137,7 @@ pub fn import(
 /// Builds the teacher network of `space` in `vs` and loads the trained weights of `run`.
 pub fn load(run: &RunDir, space: &dyn SearchSpace, vs: &VarStore) -> Result<Network> {
     let net = build_network(space, &space.teacher(), &vs.root())?;
+    use_channels_last(vs);
     let path = run.teacher();
     if !path.exists() {
         return Err(SdkError::Config(format!(

@@ -131,7 +131,8 @@ fn uniform(rng: &mut SplitMix64, lo: f32, hi: f32) -> f32 {
 pub fn render(label: i64, size: usize, rng: &mut SplitMix64, out: &mut [u8]) {
     let plane = size * size;
     // Background: two colours blended by a grating of random frequency, angle and phase.
-    let (bg_a, bg_b) = (colour(rng), colour(rng));
+    let bg_a = colour(rng);
+    let bg_b = mix(bg_a, colour(rng), 0.35);
     let (freq, phi, phase) = (uniform(rng, 0.5, 4.0), uniform(rng, 0.0, PI), uniform(rng, 0.0, 2.0 * PI));
     let (freq2, phi2) = (uniform(rng, 2.0, 8.0), uniform(rng, 0.0, PI));
     // Foreground in a colour that stands out from the background's average.
@@ -139,22 +140,22 @@ pub fn render(label: i64, size: usize, rng: &mut SplitMix64, out: &mut [u8]) {
     let mut fg = colour(rng);
     let dist =
         |c: [f32; 3]| ((c[0] - mean_bg[0]).powi(2) + (c[1] - mean_bg[1]).powi(2) + (c[2] - mean_bg[2]).powi(2)).sqrt();
-    if dist(fg) < 0.45 {
+    if dist(fg) < 0.5 {
         fg = [1.0 - mean_bg[0], 1.0 - mean_bg[1], 1.0 - mean_bg[2]];
     }
     // Pose: centre, scale, rotation, aspect.
-    let (cx, cy) = (uniform(rng, -0.38, 0.38), uniform(rng, -0.38, 0.38));
-    let scale = uniform(rng, 0.3, 0.55);
-    let (sin, cos) = uniform(rng, 0.0, 2.0 * PI).sin_cos();
+    let (cx, cy) = (uniform(rng, -0.3, 0.3), uniform(rng, -0.3, 0.3));
+    let scale = uniform(rng, 0.45, 0.75);
+    let (sin, cos) = uniform(rng, -PI / 6.0, PI / 6.0).sin_cos();
     let aspect = uniform(rng, 0.85, 1.15);
     // Nuisances: a distractor blob, an occluding rectangle, noise.
-    let blob = (rng.unit() < 0.6)
+    let blob = (rng.unit() < 0.4)
         .then(|| (uniform(rng, -0.8, 0.8), uniform(rng, -0.8, 0.8), uniform(rng, 0.06, 0.14), colour(rng)));
-    let occluder = (rng.unit() < 0.5).then(|| {
-        let (w, h) = (uniform(rng, 0.15, 0.45), uniform(rng, 0.15, 0.45));
+    let occluder = (rng.unit() < 0.3).then(|| {
+        let (w, h) = (uniform(rng, 0.1, 0.3), uniform(rng, 0.1, 0.3));
         (uniform(rng, -1.0, 1.0 - w), uniform(rng, -1.0, 1.0 - h), w, h, colour(rng))
     });
-    let noise = uniform(rng, 0.0, 0.1);
+    let noise = uniform(rng, 0.0, 0.06);
     let px = 2.0 / size as f32;
     for yi in 0..size {
         for xi in 0..size {
