@@ -25,6 +25,29 @@ pub trait SpaceProvider: Send + Sync {
     fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>>;
 }
 
+/// A [`SpaceProvider`] from a name, a summary and a constructor function: what most spaces
+/// need, without a type of their own.
+pub struct SpaceFn {
+    /// Registered name.
+    pub name: &'static str,
+    /// One line for `donna spaces`.
+    pub summary: &'static str,
+    /// Builds the space.
+    pub build: fn(&SpaceConfig) -> Result<Box<dyn SearchSpace>>,
+}
+
+impl SpaceProvider for SpaceFn {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn summary(&self) -> &str {
+        self.summary
+    }
+    fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
+        (self.build)(config)
+    }
+}
+
 /// Makes cost models (hardware targets).
 pub trait DeviceProvider: Send + Sync {
     /// Registered name (`v100`, `cpu`, `agent`).

@@ -40,7 +40,7 @@ pub struct SampleArgs {
 
 #[derive(Args)]
 pub struct ShowArgs {
-    /// An architecture (`SPACE:OPT/OPT/...`) or a JSON file holding one.
+    /// An architecture (`SPACE:OPT/OPT/...`), `SPACE:teacher|smallest|largest`, or a JSON file.
     arch: String,
     #[command(flatten)]
     config: ConfigArgs,
@@ -98,8 +98,34 @@ pub fn load_arch(text: &str, config: &ConfigArgs) -> anyhow::Result<(Box<dyn Sea
         return usage(format!("`{text}` is neither an architecture (`SPACE:OPT/OPT/...`) nor a .json file"));
     };
     let space = config.build(name)?;
-    let arch = space.parse_arch(text)?;
+    let (_, arch) = load_arch_in(text, space.as_ref())?;
     Ok((space, arch))
+}
+
+/// `SPACE:teacher`, `SPACE:smallest` and `SPACE:largest` name these architectures of a space.
+fn named_arch(text: &str, space: &dyn SearchSpace) -> anyhow::Result<Option<Architecture>> {
+    let body = text.split_once(':').map_or(text, |(_, b)| b);
+    Ok(match body {
+        "teacher" => Some(space.teacher()),
+        "smallest" => Some(donna_sdk::teacher::extreme_architecture(space, false)?),
+        "largest" => Some(donna_sdk::teacher::extreme_architecture(space, true)?),
+        _ => None,
+    })
+}
+
+/// Reads an architecture of `space` given as text or as a JSON file.
+pub fn load_arch_in(text: &str, space: &dyn SearchSpace) -> anyhow::Result<(String, Architecture)> {
+    let path = Path::new(text);
+    if text.ends_with(".json") || (path.is_file() && !text.contains(':')) {
+        let arch: Architecture = artifact::read_json(path)?;
+        space.validate(&arch).with_context(|| format!("{}", path.display()))?;
+        return Ok((space.format_arch(&arch), arch));
+    }
+    let arch = match named_arch(text, space)? {
+        Some(arch) => arch,
+        None => space.parse_arch(text)?,
+    };
+    Ok((space.format_arch(&arch), arch))
 }
 
 fn show(a: &ShowArgs) -> anyhow::Result<()> {

@@ -31,6 +31,21 @@ pub struct TeacherArgs {
 }
 
 #[derive(Args)]
+pub struct TrainModelArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    train: TrainArgs,
+    /// What to train: an architecture of the run's space, or `teacher`, `smallest`, `largest`
+    /// (fewest / most MACs in every block) or `linear` (a linear classifier on the pixels).
+    #[arg(long)]
+    arch: String,
+    /// Name of the baseline (default: the --arch keyword, or `arch-<hash>`).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Args)]
 pub struct PipelineArgs {
     #[command(flatten)]
     run: RunArgs,
@@ -74,6 +89,47 @@ fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>
         opened.dir.teacher().display()
     );
     Ok(report)
+}
+
+/// `donna train`: a from-scratch baseline with the teacher's schedule.
+pub fn train_model(a: &TrainModelArgs) -> anyhow::Result<()> {
+    let opened = a.run.open()?;
+    let space = registry::space(&opened.config.space, &opened.config.space_config)?;
+    let (arch, default_name) = match a.arch.as_str() {
+        "linear" => (None, "linear".to_owned()),
+        keyword @ ("teacher" | "smallest" | "largest") => {
+            (Some(crate::cmd_arch::load_arch_in(keyword, space.as_ref())?.1), keyword.to_owned())
+        }
+        text => {
+            let (_, arch) = crate::cmd_arch::load_arch_in(text, space.as_ref())?;
+            let h =
+                text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            (Some(arch), format!("arch-{:08x}", h as u32))
+        }
+    };
+    let name = a.name.clone().unwrap_or(default_name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return crate::usage(format!("--name `{name}` must be letters, digits, - and _"));
+    }
+    let data = data(&opened)?;
+    let config = a.train.apply(&opened.preset.teacher)?;
+    let files = teacher::ModelFiles::baseline(&opened.dir, &name);
+    let model = match &arch {
+        Some(arch) => teacher::Model::Arch(arch),
+        None => teacher::Model::Linear,
+    };
+    let bars = Bars::new();
+    let report = teacher::train_model(&files, space.as_ref(), &model, &data, &config, opened.config.seed, &bars)?;
+    println!(
+        "{name} {}: {:.2}% validation accuracy, {} params, {:.2}M MACs, {:.0} s of training -> {}",
+        report.arch,
+        100.0 * report.val_accuracy,
+        report.params,
+        report.macs as f64 / 1e6,
+        report.train_seconds,
+        files.report().display()
+    );
+    Ok(())
 }
 
 pub fn teacher(a: &TeacherArgs) -> anyhow::Result<()> {

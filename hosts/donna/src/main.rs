@@ -10,6 +10,7 @@ use donna_space_efficientnet as _;
 use donna_space_mobilenet as _;
 
 mod cmd_arch;
+mod cmd_bench;
 mod cmd_data;
 mod cmd_list;
 mod cmd_run;
@@ -53,6 +54,12 @@ enum Command {
     Init(cmd_run::InitArgs),
     /// Train the space's reference network (the teacher), or import pretrained weights.
     Teacher(cmd_run::TeacherArgs),
+    /// Train a baseline from scratch with the teacher's schedule (an architecture, the
+    /// smallest or largest of the space, or a linear classifier), for comparison.
+    Train(cmd_run::TrainModelArgs),
+    /// Benchmarks (speed targets are checked here, not in tests).
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCommand),
     /// Run the whole pipeline on a run directory, skipping what is already done.
     Run(cmd_run::PipelineArgs),
 }
@@ -70,7 +77,9 @@ fn main() -> ExitCode {
         Command::Data(args) => cmd_data::info(&args),
         Command::Init(args) => cmd_run::init(&args),
         Command::Teacher(args) => cmd_run::teacher(&args),
+        Command::Train(args) => cmd_run::train_model(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
+        Command::Bench(cmd) => cmd_bench::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,11 +13,10 @@
 //! layer norm), so at 224 px and width 1.0 the teacher has DeiT-Tiny's 5,717,416 parameters
 //! minus the class token and its position (384): 5,717,032.
 
-use donna_sdk::registry::{SpaceProvider, SpaceRegistration};
+use donna_sdk::registry::{SpaceFn, SpaceRegistration};
 use donna_sdk::space::{enumerate_options, make_divisible};
 use donna_sdk::{
-    BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, LayoutSpace, Result, SdkError, SearchSpace, Settings,
-    SpaceConfig,
+    BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, LayoutSpace, Result, SdkError, Settings, SpaceConfig,
 };
 
 /// Searchable blocks.
@@ -108,18 +107,10 @@ pub fn space(config: &SpaceConfig) -> Result<LayoutSpace> {
     )
 }
 
-struct Attention;
+static PROVIDER: SpaceFn = SpaceFn {
+    name: "attention",
+    summary: "ViT blocks with attention or conv token mixing; teacher DeiT-Tiny-style",
+    build: |config| Ok(Box::new(space(config)?)),
+};
 
-impl SpaceProvider for Attention {
-    fn name(&self) -> &str {
-        "attention"
-    }
-    fn summary(&self) -> &str {
-        "ViT blocks with attention or conv token mixing; teacher DeiT-Tiny-style"
-    }
-    fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
-        Ok(Box::new(space(config)?))
-    }
-}
-
-inventory::submit! { SpaceRegistration(&Attention) }
+inventory::submit! { SpaceRegistration(&PROVIDER) }

@@ -258,28 +258,7 @@ impl DatasetProvider for Cifar100 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A scratch directory removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("donna-cifar-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn arg(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TempDir;
 
     /// The pixels of sample `seed`: each byte depends on the seed, the channel and the position.
     fn image(seed: usize) -> Vec<u8> {
@@ -299,7 +278,7 @@ mod tests {
     /// A CIFAR-10 directory with 3 records per file; train sample `i` has seed `i` and label
     /// `i % 10`, val sample `i` seed `100 + i` and label `9 - i`.
     fn cifar10_dir(tag: &str) -> TempDir {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new("cifar", tag);
         for b in 0..5 {
             let recs: Vec<_> = (0..3).map(|j| b * 3 + j).map(|i| (vec![(i % 10) as u8], i)).collect();
             write(&dir.0.join(format!("data_batch_{}.bin", b + 1)), &recs);
@@ -344,7 +323,7 @@ mod tests {
 
     #[test]
     fn cifar100_uses_the_fine_label() {
-        let dir = TempDir::new("c100");
+        let dir = TempDir::new("cifar", "c100");
         write(&dir.0.join("train.bin"), &[(vec![3, 42], 1), (vec![19, 99], 2), (vec![0, 0], 3), (vec![7, 57], 4)]);
         write(&dir.0.join("test.bin"), &[(vec![5, 12], 5), (vec![1, 88], 6)]);
         let ds = CIFAR100.open(dir.arg(), 32).unwrap();
@@ -389,7 +368,7 @@ mod tests {
 
     #[test]
     fn missing_directory_and_empty_arg_are_errors() {
-        let dir = TempDir::new("nodir");
+        let dir = TempDir::new("cifar", "nodir");
         let gone = dir.0.join("nope");
         let msg = err(CIFAR10.open(gone.to_str().unwrap(), 32));
         assert!(msg.contains("nope: not a directory") && msg.contains("test_batch.bin"), "{msg}");
@@ -398,7 +377,7 @@ mod tests {
 
     #[test]
     fn out_of_range_labels_are_rejected() {
-        let dir = TempDir::new("labels");
+        let dir = TempDir::new("cifar", "labels");
         write(&dir.0.join("train.bin"), &[(vec![3, 42], 1), (vec![3, 100], 2)]);
         write(&dir.0.join("test.bin"), &[(vec![5, 12], 5)]);
         let msg = err(CIFAR100.open(dir.arg(), 32));

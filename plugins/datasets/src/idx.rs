@@ -256,28 +256,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-
-    /// A scratch directory removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("donna-idx-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn arg(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::test_dir::TempDir;
 
     const H: usize = 4;
     const W: usize = 3;
@@ -320,7 +299,7 @@ mod tests {
     }
 
     fn mnist_dir(tag: &str, gz: bool) -> TempDir {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::new("idx", tag);
         write_part(&dir.0, "train", 5, 0, gz);
         write_part(&dir.0, "t10k", 2, 50, gz);
         dir

@@ -256,34 +256,13 @@ mod tests {
     use image::{Rgb, RgbImage};
 
     use super::*;
+    use crate::test_dir::TempDir;
 
-    /// A scratch directory removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!("donna-imagefolder-{}-{tag}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn arg(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-
-        /// Writes a solid `colour` PNG of `w x h` at `rel`.
-        fn solid(&self, rel: &str, w: u32, h: u32, colour: [u8; 3]) {
-            let path = self.0.join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            RgbImage::from_pixel(w, h, Rgb(colour)).save(&path).unwrap();
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// Writes a solid `colour` PNG of `w x h` at `rel`.
+    fn solid(dir: &TempDir, rel: &str, w: u32, h: u32, colour: [u8; 3]) {
+        let path = dir.0.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_pixel(w, h, Rgb(colour)).save(&path).unwrap();
     }
 
     const RED: [u8; 3] = [255, 0, 0];
@@ -294,14 +273,14 @@ mod tests {
     /// Three classes written out of order (`cat`, `ant`, `bee`), a few non-image files, a
     /// hidden directory, and a val split without `bee`.
     fn folder(tag: &str) -> TempDir {
-        let dir = TempDir::new(tag);
-        dir.solid("train/cat/b.png", 6, 4, BLUE);
-        dir.solid("train/cat/a.PNG", 6, 4, GREY);
-        dir.solid("train/ant/x.png", 4, 6, RED);
-        dir.solid("train/bee/only.png", 5, 5, GREEN);
-        dir.solid("train/.ipynb_checkpoints/skip.png", 4, 4, GREEN);
-        dir.solid("val/cat/v.png", 8, 4, GREY);
-        dir.solid("val/ant/w.png", 4, 4, RED);
+        let dir = TempDir::new("imagefolder", tag);
+        solid(&dir, "train/cat/b.png", 6, 4, BLUE);
+        solid(&dir, "train/cat/a.PNG", 6, 4, GREY);
+        solid(&dir, "train/ant/x.png", 4, 6, RED);
+        solid(&dir, "train/bee/only.png", 5, 5, GREEN);
+        solid(&dir, "train/.ipynb_checkpoints/skip.png", 4, 4, GREEN);
+        solid(&dir, "val/cat/v.png", 8, 4, GREY);
+        solid(&dir, "val/ant/w.png", 4, 4, RED);
         std::fs::write(dir.0.join("train/cat/notes.txt"), b"not an image").unwrap();
         std::fs::write(dir.0.join("train/ant/.hidden.png"), b"junk").unwrap();
         dir
@@ -403,14 +382,14 @@ mod tests {
     #[test]
     fn val_class_absent_from_train_is_an_error() {
         let dir = folder("valclass");
-        dir.solid("val/dog/d.png", 4, 4, RED);
+        solid(&dir, "val/dog/d.png", 4, 4, RED);
         let msg = err(IMAGE_FOLDER.open(dir.arg(), 4));
         assert!(msg.contains("val/dog: class `dog` is not among the 3 classes of"), "{msg}");
     }
 
     #[test]
     fn missing_directories_and_empty_train_are_errors() {
-        let dir = TempDir::new("missing");
+        let dir = TempDir::new("imagefolder", "missing");
         assert!(err(IMAGE_FOLDER.open(dir.0.join("nope").to_str().unwrap(), 4)).contains("nope: not a directory"));
         assert!(err(IMAGE_FOLDER.open(dir.arg(), 4)).contains("train: missing or not a directory"));
         std::fs::create_dir_all(dir.0.join("train")).unwrap();
@@ -418,11 +397,11 @@ mod tests {
         std::fs::create_dir_all(dir.0.join("train/cls")).unwrap();
         std::fs::write(dir.0.join("train/cls/readme.txt"), b"x").unwrap();
         assert!(err(IMAGE_FOLDER.open(dir.arg(), 4)).contains("train: no .jpg, .jpeg or .png files"));
-        dir.solid("train/cls/a.png", 4, 4, RED);
+        solid(&dir, "train/cls/a.png", 4, 4, RED);
         assert!(err(IMAGE_FOLDER.open(dir.arg(), 4)).contains("val: missing or not a directory"));
-        dir.solid("val/flat.png", 4, 4, RED);
+        solid(&dir, "val/flat.png", 4, 4, RED);
         assert!(err(IMAGE_FOLDER.open(dir.arg(), 4)).contains("sorted into class folders"));
-        dir.solid("val/cls/b.png", 4, 4, RED);
+        solid(&dir, "val/cls/b.png", 4, 4, RED);
         assert!(IMAGE_FOLDER.open(dir.arg(), 4).is_ok());
         assert!(err(IMAGE_FOLDER.open("", 4)).contains("needs the directory"));
         assert!(err(IMAGE_FOLDER.open(dir.arg(), 0)).contains("resolution 0"));

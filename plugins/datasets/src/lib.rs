@@ -15,3 +15,5 @@ pub mod cifar;
 pub mod idx;
 pub mod imagefolder;
 pub mod synthetic;
+#[cfg(test)]
+mod test_dir;

@@ -21,11 +21,8 @@
 //! count (5,288,548); below width 1.0 the head shrinks with the width multiplier.
 
 use donna_layers::stage;
-use donna_sdk::registry::{SpaceProvider, SpaceRegistration};
-use donna_sdk::space::scaled_strides;
-use donna_sdk::{
-    BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, LayoutSpace, Result, SearchSpace, Settings, SpaceConfig,
-};
+use donna_sdk::registry::{SpaceFn, SpaceRegistration};
+use donna_sdk::{BlockOption, Dimension, LayerSpec, LayoutSpace, Result, Settings, SpaceConfig};
 
 /// (output channels, stride at 224 px, teacher kernel, teacher depth) of each block.
 const BLOCKS: [(i64, i64, i64, i64); 6] =
@@ -61,34 +58,19 @@ fn teacher_option(k: i64, d: i64) -> BlockOption {
 
 /// The space for `config`.
 pub fn space(config: &SpaceConfig) -> Result<LayoutSpace> {
-    let mut reference = vec![2];
-    reference.extend(BLOCKS.iter().map(|b| b.1));
-    let strides = scaled_strides(&reference, config.resolution);
+    let reference: Vec<(i64, i64)> = BLOCKS.iter().map(|b| (b.0, b.1)).collect();
+    let (stem_stride, blocks) = stage::blocks(config, &reference, &dimensions());
     let ch = |c: i64| config.channels(c, 8);
     let stem = vec![
         LayerSpec::new(
             "conv_bn_act",
-            Settings::new().with("out", ch(32)).with("k", 3i64).with("stride", strides[0]).with("act", "swish"),
+            Settings::new().with("out", ch(32)).with("k", 3i64).with("stride", stem_stride).with("act", "swish"),
         ),
         LayerSpec::new(
             "mbconv",
             Settings::new().with("out", ch(16)).with("k", 3i64).with("e", 1i64).with("se", true).with("act", "swish"),
         ),
     ];
-    let dims = dimensions();
-    let options = stage::options(&dims);
-    let blocks = BLOCKS
-        .iter()
-        .zip(&strides[1..])
-        .map(|(b, &stride)| BlockSpec {
-            input: FeatureShape::new(0, 0, 0),
-            output: FeatureShape::new(ch(b.0), 0, 0),
-            stride,
-            dims: dims.clone(),
-            options: options.clone(),
-            rules: vec![stage::WIDTH_RULE.to_owned()],
-        })
-        .collect();
     let head = vec![
         LayerSpec::new("conv_bn_act", Settings::new().with("out", ch(1280)).with("k", 1i64).with("act", "swish")),
         LayerSpec::new("classifier", Settings::new().with("classes", config.num_classes).with("dropout", 0.2)),
@@ -105,18 +87,10 @@ pub fn space(config: &SpaceConfig) -> Result<LayoutSpace> {
     )
 }
 
-struct EfficientNet;
+static PROVIDER: SpaceFn = SpaceFn {
+    name: "efficientnet",
+    summary: "EfficientNet-B0-style MBConv / fused-MBConv, ReLU or Swish; teacher EfficientNet-B0",
+    build: |config| Ok(Box::new(space(config)?)),
+};
 
-impl SpaceProvider for EfficientNet {
-    fn name(&self) -> &str {
-        "efficientnet"
-    }
-    fn summary(&self) -> &str {
-        "EfficientNet-B0-style MBConv / fused-MBConv, ReLU or Swish; teacher EfficientNet-B0"
-    }
-    fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
-        Ok(Box::new(space(config)?))
-    }
-}
-
-inventory::submit! { SpaceRegistration(&EfficientNet) }
+inventory::submit! { SpaceRegistration(&PROVIDER) }

@@ -5,8 +5,8 @@
 //! layers in between run at `w` times the output width. Width does not apply at depth 1, so
 //! those options have no `w` (and the space has no duplicate networks).
 
-use donna_sdk::space::{enumerate_options, make_divisible};
-use donna_sdk::{BlockOption, BlockSpec, Dimension, LayerSpec, Result, SdkError, Settings};
+use donna_sdk::space::{enumerate_options, make_divisible, scaled_strides};
+use donna_sdk::{BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, Result, SdkError, Settings, SpaceConfig};
 
 /// Rule text shown when a combination is not an option.
 pub const WIDTH_RULE: &str = "width `w` applies only at depth >= 2 and must be given there";
@@ -23,6 +23,29 @@ pub fn options(dims: &[Dimension]) -> Vec<BlockOption> {
         }
         Some(o)
     })
+}
+
+/// The stem's stride and the blocks of a space whose reference layout (at 224 px) is a stride-2
+/// stem followed by blocks of `(output channels, stride)`, scaled to `config`: channels by the
+/// width multiplier, strides by the resolution. Every block offers all options over `dims`.
+pub fn blocks(config: &SpaceConfig, reference: &[(i64, i64)], dims: &[Dimension]) -> (i64, Vec<BlockSpec>) {
+    let mut layout = vec![2];
+    layout.extend(reference.iter().map(|b| b.1));
+    let strides = scaled_strides(&layout, config.resolution);
+    let options = options(dims);
+    let blocks = reference
+        .iter()
+        .zip(&strides[1..])
+        .map(|(&(out, _), &stride)| BlockSpec {
+            input: FeatureShape::new(0, 0, 0),
+            output: FeatureShape::new(config.channels(out, 8), 0, 0),
+            stride,
+            dims: dims.to_vec(),
+            options: options.clone(),
+            rules: vec![WIDTH_RULE.to_owned()],
+        })
+        .collect();
+    (strides[0], blocks)
 }
 
 /// The layers of `option` in block `spec`; `act` and `kind` apply where the option has no `a`

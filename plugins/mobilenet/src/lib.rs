@@ -23,11 +23,8 @@
 //! and 224 px the teacher has exactly torchvision's 3,504,872 parameters.
 
 use donna_layers::stage;
-use donna_sdk::registry::{SpaceProvider, SpaceRegistration};
-use donna_sdk::space::scaled_strides;
-use donna_sdk::{
-    BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, LayoutSpace, Result, SearchSpace, Settings, SpaceConfig,
-};
+use donna_sdk::registry::{SpaceFn, SpaceRegistration};
+use donna_sdk::{BlockOption, Dimension, LayerSpec, LayoutSpace, Result, Settings, SpaceConfig};
 
 /// (output channels, stride at 224 px, teacher depth) of each block.
 const BLOCKS: [(i64, i64, i64); 6] = [(24, 2, 2), (32, 2, 3), (64, 2, 4), (96, 1, 3), (160, 2, 3), (320, 1, 1)];
@@ -55,28 +52,13 @@ fn teacher_option(d: i64) -> BlockOption {
 
 /// The space for `config`.
 pub fn space(config: &SpaceConfig) -> Result<LayoutSpace> {
-    let mut reference = vec![2];
-    reference.extend(BLOCKS.iter().map(|b| b.1));
-    let strides = scaled_strides(&reference, config.resolution);
+    let reference: Vec<(i64, i64)> = BLOCKS.iter().map(|b| (b.0, b.1)).collect();
+    let (stem_stride, blocks) = stage::blocks(config, &reference, &dimensions());
     let ch = |c: i64| config.channels(c, 8);
     let stem = vec![
-        LayerSpec::new("conv_bn_act", Settings::new().with("out", ch(32)).with("k", 3i64).with("stride", strides[0])),
+        LayerSpec::new("conv_bn_act", Settings::new().with("out", ch(32)).with("k", 3i64).with("stride", stem_stride)),
         LayerSpec::new("mbconv", Settings::new().with("out", ch(16)).with("k", 3i64).with("e", 1i64)),
     ];
-    let dims = dimensions();
-    let options = stage::options(&dims);
-    let blocks = BLOCKS
-        .iter()
-        .zip(&strides[1..])
-        .map(|(&(out, _, _), &stride)| BlockSpec {
-            input: FeatureShape::new(0, 0, 0),
-            output: FeatureShape::new(ch(out), 0, 0),
-            stride,
-            dims: dims.clone(),
-            options: options.clone(),
-            rules: vec![stage::WIDTH_RULE.to_owned()],
-        })
-        .collect();
     let head = vec![
         LayerSpec::new("conv_bn_act", Settings::new().with("out", ch(1280)).with("k", 1i64)),
         LayerSpec::new("classifier", Settings::new().with("classes", config.num_classes).with("dropout", 0.2)),
@@ -93,18 +75,10 @@ pub fn space(config: &SpaceConfig) -> Result<LayoutSpace> {
     )
 }
 
-struct MobileNet;
+static PROVIDER: SpaceFn = SpaceFn {
+    name: "mobilenet",
+    summary: "MobileNetV2-style inverted residuals; teacher MobileNetV2-1.0",
+    build: |config| Ok(Box::new(space(config)?)),
+};
 
-impl SpaceProvider for MobileNet {
-    fn name(&self) -> &str {
-        "mobilenet"
-    }
-    fn summary(&self) -> &str {
-        "MobileNetV2-style inverted residuals; teacher MobileNetV2-1.0"
-    }
-    fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
-        Ok(Box::new(space(config)?))
-    }
-}
-
-inventory::submit! { SpaceRegistration(&MobileNet) }
+inventory::submit! { SpaceRegistration(&PROVIDER) }
