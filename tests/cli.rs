@@ -155,3 +155,28 @@ fn teacher_trains_a_tiny_run_skips_when_done_and_refuses_a_corrupt_import() {
     assert!(stderr(&o).contains("/nonexistent/cifar"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn named_architectures_and_baselines_use_the_same_keywords() {
+    let small = stdout(&donna(&["arch", "show", "mobilenet:smallest", "--resolution", "32", "--json"]));
+    let large = stdout(&donna(&["arch", "show", "mobilenet:largest", "--resolution", "32", "--json"]));
+    let macs = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["total"]["macs"].as_u64().unwrap();
+    assert!(macs(&small) * 10 < macs(&large), "{small}\n{large}");
+    assert!(small.contains("k3-e2-d1-se0"), "{small}");
+
+    let dir = temp_dir("baseline");
+    let r = dir.join("run");
+    let base =
+        ["train", "--run", r.to_str().unwrap(), "--data", "synthetic:size=16,train=64,val=32", "--resolution", "16"];
+    let tiny = ["--epochs", "1", "--batch-size", "32"];
+    for arch in ["linear", "smallest"] {
+        let o = donna(&[&base[..], &tiny[..], &["--arch", arch]].concat());
+        assert!(o.status.success(), "{arch}: {}", stderr(&o));
+        assert!(r.join(format!("baselines/{arch}.json")).exists());
+    }
+    let o = donna(&[&base[..], &tiny[..], &["--arch", "mobilenet:k9"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    let o = donna(&[&base[..], &tiny[..], &["--arch", "linear", "--name", "../x"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,8 +2,8 @@
 //!
 //! Ten classes of shapes (disk, square, triangle, ring, plus, star, ellipse, dumbbell, L,
 //! half-disk), each drawn with random position, scale, rotation and aspect, in a random colour,
-//! over a random two-colour grating texture, with a distractor blob, an occluding rectangle
-//! and pixel noise. Colour, position and texture carry no class information, so no pixel
+//! over a random two-colour grating texture, with up to two smaller shapes of other classes as
+//! distractors, an occluding rectangle and pixel noise. Colour, position and texture carry no class information, so no pixel
 //! statistic solves it: a network has to recognise shapes regardless of where, how big, how
 //! turned and how hidden they are, which is what separates small and large networks.
 //!
@@ -115,6 +115,28 @@ fn shape_sdf(label: i64, p: V2) -> f32 {
     }
 }
 
+/// One shape placed in the image.
+struct Shape {
+    label: i64,
+    cx: f32,
+    cy: f32,
+    scale: f32,
+    /// (sin, cos) of the rotation.
+    angle: (f32, f32),
+    aspect: f32,
+    colour: [f32; 3],
+}
+
+impl Shape {
+    /// Fraction of the pixel at `(x, y)` (size `px`) the shape covers, anti-aliased over a pixel.
+    fn coverage(&self, x: f32, y: f32, px: f32) -> f32 {
+        let (sin, cos) = self.angle;
+        let (dx, dy) = ((x - self.cx) / self.scale, (y - self.cy) / self.scale);
+        let local = ((dx * cos + dy * sin) * self.aspect, (-dx * sin + dy * cos) / self.aspect);
+        (0.5 - shape_sdf(self.label, local) * self.scale / px).clamp(0.0, 1.0)
+    }
+}
+
 fn mix(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
     [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
 }
@@ -144,13 +166,27 @@ pub fn render(label: i64, size: usize, rng: &mut SplitMix64, out: &mut [u8]) {
         fg = [1.0 - mean_bg[0], 1.0 - mean_bg[1], 1.0 - mean_bg[2]];
     }
     // Pose: centre, scale, rotation, aspect.
-    let (cx, cy) = (uniform(rng, -0.3, 0.3), uniform(rng, -0.3, 0.3));
-    let scale = uniform(rng, 0.45, 0.75);
-    let (sin, cos) = uniform(rng, -PI / 6.0, PI / 6.0).sin_cos();
-    let aspect = uniform(rng, 0.85, 1.15);
-    // Nuisances: a distractor blob, an occluding rectangle, noise.
-    let blob = (rng.unit() < 0.4)
-        .then(|| (uniform(rng, -0.8, 0.8), uniform(rng, -0.8, 0.8), uniform(rng, 0.06, 0.14), colour(rng)));
+    let main = Shape {
+        label,
+        cx: uniform(rng, -0.3, 0.3),
+        cy: uniform(rng, -0.3, 0.3),
+        scale: uniform(rng, 0.45, 0.75),
+        angle: uniform(rng, -PI / 6.0, PI / 6.0).sin_cos(),
+        aspect: uniform(rng, 0.85, 1.15),
+        colour: fg,
+    };
+    // Nuisances: up to two smaller shapes of other classes, an occluding rectangle, noise.
+    let distractors: Vec<Shape> = (0..rng.below(3))
+        .map(|_| Shape {
+            label: (label + 1 + rng.below(CLASSES as usize - 1) as i64) % CLASSES,
+            cx: uniform(rng, -0.8, 0.8),
+            cy: uniform(rng, -0.8, 0.8),
+            scale: uniform(rng, 0.16, 0.28),
+            angle: uniform(rng, -PI, PI).sin_cos(),
+            aspect: 1.0,
+            colour: colour(rng),
+        })
+        .collect();
     let occluder = (rng.unit() < 0.3).then(|| {
         let (w, h) = (uniform(rng, 0.1, 0.3), uniform(rng, 0.1, 0.3));
         (uniform(rng, -1.0, 1.0 - w), uniform(rng, -1.0, 1.0 - h), w, h, colour(rng))
@@ -164,14 +200,10 @@ pub fn render(label: i64, size: usize, rng: &mut SplitMix64, out: &mut [u8]) {
                 + 0.25 * ((x * phi.cos() + y * phi.sin()) * freq * PI + phase).sin()
                 + 0.25 * ((x * phi2.cos() + y * phi2.sin()) * freq2 * PI).sin();
             let mut c = mix(bg_a, bg_b, g);
-            if let Some((bx, by, br, bc)) = blob {
-                let a = (0.5 - (len((x - bx, y - by)) - br) / px).clamp(0.0, 1.0);
-                c = mix(c, bc, a);
+            for d in &distractors {
+                c = mix(c, d.colour, d.coverage(x, y, px));
             }
-            let (dx, dy) = ((x - cx) / scale, (y - cy) / scale);
-            let local = ((dx * cos + dy * sin) * aspect, (-dx * sin + dy * cos) / aspect);
-            let coverage = (0.5 - shape_sdf(label, local) * scale / px).clamp(0.0, 1.0);
-            c = mix(c, fg, coverage);
+            c = mix(c, fg, main.coverage(x, y, px));
             if let Some((ox, oy, ow, oh, oc)) = occluder {
                 if x >= ox && x < ox + ow && y >= oy && y < oy + oh {
                     c = oc;
