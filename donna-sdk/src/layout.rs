@@ -9,6 +9,7 @@ use crate::arch::{Architecture, BlockOption};
 use crate::error::{Result, SdkError};
 use crate::layer::{FeatureShape, LayerSpec};
 use crate::network::count_layers;
+use crate::optim::OptimizerHint;
 use crate::space::{BlockSpec, SearchSpace, SpaceConfig};
 
 /// Turns option `option` of block `block` (whose spec is given) into layers.
@@ -23,6 +24,7 @@ pub struct LayoutSpace {
     head: Vec<LayerSpec>,
     teacher: Vec<BlockOption>,
     expand: Box<ExpandFn>,
+    optimizer_hint: Option<OptimizerHint>,
 }
 
 impl LayoutSpace {
@@ -60,7 +62,14 @@ impl LayoutSpace {
             spec.output = shape;
         }
         count_layers("head", &head, shape)?;
-        Ok(Self { name: name.to_owned(), config, stem, blocks, head, teacher, expand })
+        Ok(Self { name: name.to_owned(), config, stem, blocks, head, teacher, expand, optimizer_hint: None })
+    }
+
+    /// Builder: the optimizer the space's networks train with (see
+    /// [`SearchSpace::optimizer_hint`]).
+    pub fn with_optimizer_hint(mut self, hint: OptimizerHint) -> Self {
+        self.optimizer_hint = Some(hint);
+        self
     }
 }
 
@@ -86,5 +95,8 @@ impl SearchSpace for LayoutSpace {
     }
     fn head_layers(&self) -> Vec<LayerSpec> {
         self.head.clone()
+    }
+    fn optimizer_hint(&self) -> Option<OptimizerHint> {
+        self.optimizer_hint
     }
 }

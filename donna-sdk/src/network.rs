@@ -92,6 +92,16 @@ impl Network {
     }
 }
 
+impl Network {
+    /// The input and output of block `b` for the batch `xs`: what an option of that block is
+    /// distilled on. Only the stem and blocks up to `b` run.
+    pub fn block_io(&self, xs: &Tensor, b: usize, train: bool) -> (Tensor, Tensor) {
+        let x = self.blocks[..b].iter().fold(self.stem.forward_t(xs, train), |x, blk| blk.forward_t(&x, train));
+        let y = self.blocks[b].forward_t(&x, train);
+        (x, y)
+    }
+}
+
 impl nn::ModuleT for Network {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let x = self.stem.forward_t(xs, train);

@@ -30,6 +30,18 @@ impl std::str::FromStr for OptimizerKind {
     }
 }
 
+/// The optimizer a search space's networks train best with, replacing a preset's default
+/// (transformers, for one, barely move under the CNN recipe of SGD at lr 0.1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerHint {
+    /// Update rule.
+    pub kind: OptimizerKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+}
+
 /// Hyper-parameters other than the learning rate (which the schedule gives per step).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerConfig {

@@ -7,8 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Augment;
+use crate::distill::DistillConfig;
 use crate::error::{Result, SdkError};
 use crate::optim::OptimizerKind;
+use crate::space::SearchSpace;
 use crate::train::TrainConfig;
 
 /// A named set of defaults.
@@ -22,6 +24,22 @@ pub struct Preset {
     pub width_mult: f64,
     /// How the teacher is trained.
     pub teacher: TrainConfig,
+    /// How block options are distilled.
+    pub distill: DistillConfig,
+}
+
+impl Preset {
+    /// The teacher schedule for `space`: the preset's, with the space's optimizer if it names
+    /// one (flags given by the user apply on top).
+    pub fn teacher_for(&self, space: &dyn SearchSpace) -> TrainConfig {
+        let mut c = self.teacher.clone();
+        if let Some(h) = space.optimizer_hint() {
+            c.optimizer = h.kind;
+            c.lr = h.lr;
+            c.weight_decay = h.weight_decay;
+        }
+        c
+    }
 }
 
 /// The names of the presets.
@@ -42,13 +60,29 @@ pub fn preset(name: &str) -> Result<Preset> {
         train_limit: Some(25_000),
         val_limit: Some(5_000),
     };
+    let distill = DistillConfig {
+        steps: 250,
+        batch_size: 128,
+        lr: 2e-3,
+        weight_decay: 0.0,
+        val_images: 2_000,
+        options_per_pass: 8,
+        max_options: Some(8),
+    };
     match name {
-        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.25, teacher }),
+        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.25, teacher, distill }),
         "full" => Ok(Preset {
             name: name.into(),
             resolution: 32,
             width_mult: 1.0,
             teacher: TrainConfig { epochs: 40, warmup_epochs: 1.0, train_limit: None, val_limit: None, ..teacher },
+            distill: DistillConfig {
+                steps: 2_000,
+                val_images: 10_000,
+                options_per_pass: 16,
+                max_options: None,
+                ..distill
+            },
         }),
         other => Err(SdkError::Unknown { kind: "preset", name: other.into(), known: PRESETS.join(", ") }),
     }

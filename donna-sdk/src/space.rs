@@ -253,6 +253,12 @@ pub trait SearchSpace: Send + Sync {
     /// The fixed layers after the last block, ending in class logits.
     fn head_layers(&self) -> Vec<LayerSpec>;
 
+    /// The optimizer this space's networks should train with, when the preset's default
+    /// (SGD) does not suit them.
+    fn optimizer_hint(&self) -> Option<crate::optim::OptimizerHint> {
+        None
+    }
+
     /// The shape of one input sample.
     fn input_shape(&self) -> FeatureShape {
         let c = self.config();

@@ -138,8 +138,12 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
             "config": space.config(),
             "parts": count.parts.iter().map(|p| serde_json::json!({
                 "name": p.name, "input": p.input, "output": p.output, "counters": p.counters,
+                "activation_bytes_fp32": p.counters.activation_bytes(4),
+                "weight_bytes_fp32": p.counters.weight_bytes(4),
             })).collect::<Vec<_>>(),
             "total": count.total,
+            "activation_bytes_fp32": count.total.activation_bytes(4),
+            "weight_bytes_fp32": count.total.weight_bytes(4),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -158,6 +162,7 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
             part.output.to_string(),
             thousands(part.counters.params),
             millions(part.counters.macs),
+            format!("{:.2}", part.counters.activation_bytes(4) as f64 / 1e6),
         ]);
     }
     rows.push(vec![
@@ -167,6 +172,7 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
         String::new(),
         thousands(count.total.params),
         millions(count.total.macs),
+        format!("{:.2}", count.total.activation_bytes(4) as f64 / 1e6),
     ]);
     println!("{}", space.format_arch(&arch));
     let c = space.config();
@@ -174,7 +180,7 @@ fn show(a: &ShowArgs) -> anyhow::Result<()> {
         "input {}x{}x{}, width x{}, {} classes",
         c.in_channels, c.resolution, c.resolution, c.width_mult, c.num_classes
     );
-    print!("{}", render(&["part", "option", "layers", "output", "params", "MACs"], &rows));
+    print!("{}", render(&["part", "option", "layers", "output", "params", "MACs", "act. MB (fp32)"], &rows));
     Ok(())
 }
 

@@ -51,6 +51,8 @@ pub struct PipelineArgs {
     run: RunArgs,
     #[command(flatten)]
     teacher: TrainArgs,
+    #[command(flatten)]
+    distill: crate::cmd_distill::DistillArgs,
 }
 
 pub fn init(a: &InitArgs) -> anyhow::Result<()> {
@@ -59,7 +61,8 @@ pub fn init(a: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
+/// The run's dataset on the compute device.
+pub fn open_data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
     let device = compute_device();
     let data = match &opened.dataset {
         Some(ds) => TrainData::for_run_with(&opened.dir, &opened.config, Arc::clone(ds), device)?,
@@ -70,12 +73,12 @@ fn data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
 
 fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<TeacherReport> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
-    let data = data(opened)?;
+    let data = open_data(opened)?;
     let bars = Bars::new();
     let report = match import {
         Some(file) => teacher::import(&opened.dir, space.as_ref(), &data, file, &bars)?,
         None => {
-            let config = train.apply(&opened.preset.teacher)?;
+            let config = train.apply(&opened.preset.teacher_for(space.as_ref()))?;
             teacher::train(&opened.dir, space.as_ref(), &data, &config, opened.config.seed, &bars)?
         }
     };
@@ -111,8 +114,8 @@ pub fn train_model(a: &TrainModelArgs) -> anyhow::Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return crate::usage(format!("--name `{name}` must be letters, digits, - and _"));
     }
-    let data = data(&opened)?;
-    let config = a.train.apply(&opened.preset.teacher)?;
+    let data = open_data(&opened)?;
+    let config = a.train.apply(&opened.preset.teacher_for(space.as_ref()))?;
     let files = teacher::ModelFiles::baseline(&opened.dir, &name);
     let model = match &arch {
         Some(arch) => teacher::Model::Arch(arch),
@@ -150,5 +153,6 @@ pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
         opened.config.seed
     );
     teacher_stage(&opened, &a.teacher, None)?;
+    crate::cmd_distill::stage(&opened, &a.distill, (0, 1), false)?;
     Ok(())
 }

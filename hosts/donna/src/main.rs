@@ -12,6 +12,7 @@ use donna_space_mobilenet as _;
 mod cmd_arch;
 mod cmd_bench;
 mod cmd_data;
+mod cmd_distill;
 mod cmd_list;
 mod cmd_run;
 mod progress_bar;
@@ -54,6 +55,8 @@ enum Command {
     Init(cmd_run::InitArgs),
     /// Train the space's reference network (the teacher), or import pretrained weights.
     Teacher(cmd_run::TeacherArgs),
+    /// Distil every selected option of every block against the teacher (NSR quality table).
+    Distill(cmd_distill::DistillCommand),
     /// Train a baseline from scratch with the teacher's schedule (an architecture, the
     /// smallest or largest of the space, or a linear classifier), for comparison.
     Train(cmd_run::TrainModelArgs),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Data(args) => cmd_data::info(&args),
         Command::Init(args) => cmd_run::init(&args),
         Command::Teacher(args) => cmd_run::teacher(&args),
+        Command::Distill(args) => cmd_distill::run(&args),
         Command::Train(args) => cmd_run::train_model(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
