@@ -77,6 +77,8 @@ pub struct UnitResult {
     pub option_text: String,
     /// Held-out NSR after training: the quality metric (lower is better).
     pub nsr: f64,
+    /// The metric's definition ([`crate::nsr::METRIC`]).
+    pub metric: String,
     /// Held-out NSR of the untrained option, for reference.
     pub initial_nsr: f64,
     /// Training NSR averaged over the first tenth of the steps.
@@ -178,6 +180,11 @@ pub fn unit_result(run: &RunDir, u: Unit) -> Result<Option<UnitResult>> {
     Ok(Some(artifact::read_json(&json)?))
 }
 
+/// Whether a finished unit counts for a run with `config` and `seed`.
+fn reusable(r: &UnitResult, config: &DistillConfig, seed: u64) -> bool {
+    r.steps == config.steps && r.seed == seed && r.metric == crate::nsr::METRIC
+}
+
 fn unit_seed(seed: u64, u: Unit) -> i64 {
     (SplitMix64::derive(seed, &format!("bkd-init/{}/{}", u.block, u.option)).next_u64() >> 1) as i64
 }
@@ -216,7 +223,7 @@ impl Distiller<'_> {
         let mut pending = Vec::new();
         for &u in units {
             match unit_result(self.run, u)? {
-                Some(r) if r.steps == config.steps && r.seed == seed => done.push(r),
+                Some(r) if reusable(&r, config, seed) => done.push(r),
                 _ => pending.push(u),
             }
         }
@@ -322,6 +329,7 @@ impl Distiller<'_> {
                 option: s.unit.option,
                 option_text: spec.format_option(option),
                 nsr,
+                metric: crate::nsr::METRIC.to_owned(),
                 initial_nsr,
                 first_train_nsr: s.first.iter().sum::<f64>() / s.first.len().max(1) as f64,
                 train_nsr: s.recent.iter().sum::<f64>() / s.recent.len().max(1) as f64,
@@ -387,7 +395,7 @@ pub fn merge(
     let mut missing = 0;
     for &u in units {
         match unit_result(run, u)? {
-            Some(r) if r.steps == config.steps && r.seed == seed => results.push(r),
+            Some(r) if reusable(&r, config, seed) => results.push(r),
             _ => missing += 1,
         }
     }
