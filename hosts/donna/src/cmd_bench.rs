@@ -42,12 +42,172 @@ pub struct LoaderBenchArgs {
 pub enum BenchCommand {
     /// Loader images/s alone, next to training steps with and without the loader.
     Loader(LoaderBenchArgs),
+    /// Distillation: a block option's training speed, the teacher's share with K options per
+    /// pass, and (with --pytorch) the same step in PyTorch eager.
+    Distill(DistillBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Loader(a) => loader(&a),
+        BenchCommand::Distill(a) => distill(&a),
     }
+}
+
+#[derive(Args)]
+pub struct DistillBenchArgs {
+    /// Search space.
+    #[arg(long, default_value = "mobilenet")]
+    space: String,
+    /// Input resolution.
+    #[arg(long, default_value_t = 32)]
+    resolution: i64,
+    /// Width multiplier.
+    #[arg(long, default_value_t = 0.25)]
+    width_mult: f64,
+    /// Block whose teacher option is trained [default: the middle block].
+    #[arg(long)]
+    block: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: i64,
+    /// Timed steps per measurement.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Python with PyTorch 2.13 to time the same step in PyTorch eager (benches/distill_step.py).
+    #[arg(long, value_name = "PYTHON")]
+    pytorch: Option<std::path::PathBuf>,
+    /// The PyTorch counterpart script.
+    #[arg(long, default_value = "benches/distill_step.py")]
+    pytorch_script: std::path::PathBuf,
+}
+
+fn time_per<F: FnMut()>(steps: usize, mut f: F) -> f64 {
+    f();
+    let t = Instant::now();
+    for _ in 0..steps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / steps as f64
+}
+
+fn distill(a: &DistillBenchArgs) -> anyhow::Result<()> {
+    use donna_sdk::network::build_block;
+    use donna_sdk::nsr::nsr_loss;
+
+    let device = compute_device();
+    let config = SpaceConfig { resolution: a.resolution, width_mult: a.width_mult, num_classes: 10, in_channels: 3 };
+    let space = registry::space(&a.space, &config)?;
+    let b = a.block.unwrap_or(space.blocks().len() / 2);
+    let Some(spec) = space.blocks().get(b) else {
+        return crate::usage(format!("--block {b}: space `{}` has {} blocks", a.space, space.blocks().len()));
+    };
+    let teacher_arch = space.teacher();
+    let option = &teacher_arch.blocks[b];
+    tch::manual_seed(0);
+    let tvs = VarStore::new(device);
+    let teacher = build_network(space.as_ref(), &teacher_arch, &tvs.root())?;
+    use_channels_last(&tvs);
+    let x = donna_sdk::network::to_channels_last(&Tensor::randn(
+        [a.batch_size, 3, a.resolution, a.resolution],
+        (tch::Kind::Float, device),
+    ));
+    let prefix = || tch::no_grad(|| teacher.block_io(&x, b, false));
+    let (xin, y) = prefix();
+    let t_prefix = time_per(a.steps, || {
+        let _ = prefix();
+    });
+
+    struct Student {
+        module: donna_sdk::network::LayerStack,
+        opt: Optimizer,
+        _vs: VarStore,
+    }
+    let mut students: Vec<Student> = (0..32)
+        .map(|_| -> anyhow::Result<Student> {
+            let vs = VarStore::new(device);
+            let module = build_block(space.as_ref(), b, option, &vs.root())?;
+            use_channels_last(&vs);
+            let opt =
+                Optimizer::new(&vs, OptimizerConfig { kind: OptimizerKind::Adamw, momentum: 0.9, weight_decay: 0.0 });
+            Ok(Student { module, opt, _vs: vs })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let step = |s: &mut Student, xin: &Tensor, y: &Tensor| {
+        s.opt.zero_grad();
+        let loss = nsr_loss(&s.module.forward_t(xin, true), y);
+        loss.backward();
+        s.opt.step(2e-3);
+    };
+    let t_step = time_per(a.steps, || step(&mut students[0], &xin, &y));
+
+    println!(
+        "{} block {b} option {} (teacher's), input {}, batch {}, {} libtorch threads",
+        a.space,
+        spec.format_option(option),
+        spec.input,
+        a.batch_size,
+        tch::get_num_threads()
+    );
+    println!("option training step:    {:>8.2} ms  ({:.0} images/s)", 1e3 * t_step, a.batch_size as f64 / t_step);
+    println!("teacher up to block {b}:   {:>8.2} ms per batch", 1e3 * t_prefix);
+    println!(
+        "K   pass, teacher shared   pass, teacher per option   teacher share of shared pass   teacher ms per option"
+    );
+    for k in [1usize, 8, 32] {
+        let shared = time_per(a.steps.div_ceil(k).max(2), || {
+            let (xin, y) = prefix();
+            for s in students.iter_mut().take(k) {
+                step(s, &xin, &y);
+            }
+        });
+        let repeated = time_per(a.steps.div_ceil(k).max(2), || {
+            for s in students.iter_mut().take(k) {
+                let (xin, y) = prefix();
+                step(s, &xin, &y);
+            }
+        });
+        println!(
+            "{k:<3} {:>17.1} ms   {:>21.1} ms   {:>27.1}%   {:.2} (1/{k} of {:.2})",
+            1e3 * shared,
+            1e3 * repeated,
+            100.0 * t_prefix / shared,
+            1e3 * t_prefix / k as f64,
+            1e3 * t_prefix
+        );
+    }
+
+    if let Some(python) = &a.pytorch {
+        let layers = space.block_layers(b, option)?;
+        let spec_json = serde_json::json!({
+            "layers": layers,
+            "input": [spec.input.channels, spec.input.height, spec.input.width],
+            "batch": a.batch_size,
+            "threads": tch::get_num_threads(),
+            "steps": a.steps.max(10),
+            "warmup": 3,
+            "variance_floor": donna_sdk::nsr::VARIANCE_FLOOR,
+        });
+        let path = std::env::temp_dir().join(format!("donna-bench-distill-{}.json", std::process::id()));
+        std::fs::write(&path, serde_json::to_vec(&spec_json)?)?;
+        let t_ours = time_per(a.steps.max(10), || step(&mut students[1], &xin, &y));
+        let out = std::process::Command::new(python).arg(&a.pytorch_script).arg(&path).output();
+        let _ = std::fs::remove_file(&path);
+        let out = out.map_err(|e| anyhow::anyhow!("{}: {e}", python.display()))?;
+        if !out.status.success() {
+            anyhow::bail!("{} failed: {}", a.pytorch_script.display(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let torch_rate = theirs["images_per_second"].as_f64().unwrap_or(f64::NAN);
+        let ours = a.batch_size as f64 / t_ours;
+        println!(
+            "same step, PyTorch {} eager ({} threads): {torch_rate:.0} images/s; donna {ours:.0} images/s; donna / PyTorch = {:.2}",
+            theirs["torch"].as_str().unwrap_or("?"),
+            theirs["threads"],
+            ours / torch_rate
+        );
+    }
+    Ok(())
 }
 
 fn loader(a: &LoaderBenchArgs) -> anyhow::Result<()> {

@@ -20,8 +20,11 @@ pub struct DistillArgs {
     #[arg(long)]
     pub max_options: Option<usize>,
     /// Training steps per option.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
+    /// Training length per option in passes over the training images (instead of --steps).
+    #[arg(long)]
+    pub epochs: Option<f64>,
     /// Images per step.
     #[arg(long = "distill-batch-size")]
     pub batch_size: Option<usize>,
@@ -90,12 +93,19 @@ pub fn stage(
     merge_only: bool,
 ) -> anyhow::Result<Option<QualityTable>> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
-    let config = args.apply(&opened.preset.distill)?;
+    let mut config = args.apply(&opened.preset.distill)?;
     let seed = opened.config.seed;
+    let data = if merge_only && args.epochs.is_none() { None } else { Some(open_data(opened)?) };
+    if let (Some(epochs), Some(data)) = (args.epochs, &data) {
+        if !(epochs > 0.0 && epochs <= 1000.0) {
+            return usage(format!("--epochs {epochs} out of range (0, 1000]"));
+        }
+        let train = data.dataset.info().train_len as f64;
+        config.steps = ((epochs * train / config.batch_size as f64).ceil() as usize).max(1);
+    }
     let units = distill::plan(space.as_ref(), &config, seed, args.blocks.as_deref())?;
-    if !merge_only {
+    if let (false, Some(data)) = (merge_only, data) {
         let mine = distill::shard(&units, shard.0, shard.1);
-        let data = open_data(opened)?;
         let vs = VarStore::new(data.device);
         let teacher_net = teacher::load(&opened.dir, space.as_ref(), &vs)?;
         let bars = Bars::new();
