@@ -180,3 +180,46 @@ fn named_architectures_and_baselines_use_the_same_keywords() {
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn distill_shards_merge_into_one_quality_table_and_bad_shards_are_refused() {
+    let dir = temp_dir("distill");
+    let run = dir.join("run");
+    let r = run.to_str().unwrap();
+    let o = donna(&[
+        "teacher",
+        "--run",
+        r,
+        "--data",
+        "synthetic:size=16,train=64,val=32",
+        "--resolution",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ["distill", "--run", r, "--blocks", "0,1", "--max-options", "2", "--epochs", "1", "--distill-batch-size", "32"];
+    let first = donna(&[&args[..], &["--shard", "0/2"]].concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("2 of 4 units are not done yet"), "{}", stdout(&first));
+    assert!(!run.join("quality.json").exists());
+    let second = donna(&[&args[..], &["--shard", "1/2"]].concat());
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(stdout(&second).contains("quality table: 4 units"), "{}", stdout(&second));
+    let table: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("quality.json")).unwrap()).unwrap();
+    assert_eq!(table["units"].as_array().unwrap().len(), 4);
+    assert_eq!(table["config"]["steps"], 2, "one epoch of 64 images in batches of 32");
+    let merged = donna(&[&args[..], &["--merge"]].concat());
+    assert!(merged.status.success(), "{}", stderr(&merged));
+
+    for bad in ["2/2", "x", "1/0"] {
+        let o = donna(&[&args[..], &["--shard", bad]].concat());
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+    }
+    let o = donna(&["distill", "--run", r, "--blocks", "9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("block 9 does not exist"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
