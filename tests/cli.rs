@@ -200,7 +200,8 @@ fn distill_shards_merge_into_one_quality_table_and_bad_shards_are_refused() {
         "32",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let args = ["distill", "--run", r, "--blocks", "0,1", "--max-options", "2", "--epochs", "1", "--distill-batch-size", "32"];
+    let args =
+        ["distill", "--run", r, "--blocks", "0,1", "--max-options", "2", "--epochs", "1", "--distill-batch-size", "32"];
     let first = donna(&[&args[..], &["--shard", "0/2"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains("2 of 4 units are not done yet"), "{}", stdout(&first));

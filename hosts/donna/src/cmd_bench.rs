@@ -21,7 +21,20 @@ pub struct LoaderBenchArgs {
     /// Dataset spec.
     #[arg(long, default_value = "synthetic")]
     data: String,
-    /// Search space whose teacher is trained.
+    #[command(flatten)]
+    net: BenchNet,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Training steps timed (after 3 warm-up steps).
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+}
+
+/// The network a benchmark runs: a space's teacher at a size.
+#[derive(Args)]
+pub struct BenchNet {
+    /// Search space.
     #[arg(long, default_value = "mobilenet")]
     space: String,
     /// Input resolution.
@@ -30,12 +43,6 @@ pub struct LoaderBenchArgs {
     /// Width multiplier.
     #[arg(long, default_value_t = 0.25)]
     width_mult: f64,
-    /// Batch size.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Training steps timed (after 3 warm-up steps).
-    #[arg(long, default_value_t = 30)]
-    steps: usize,
 }
 
 #[derive(clap::Subcommand)]
@@ -56,15 +63,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct DistillBenchArgs {
-    /// Search space.
-    #[arg(long, default_value = "mobilenet")]
-    space: String,
-    /// Input resolution.
-    #[arg(long, default_value_t = 32)]
-    resolution: i64,
-    /// Width multiplier.
-    #[arg(long, default_value_t = 0.25)]
-    width_mult: f64,
+    #[command(flatten)]
+    net: BenchNet,
     /// Block whose teacher option is trained [default: the middle block].
     #[arg(long)]
     block: Option<usize>,
@@ -96,11 +96,12 @@ fn distill(a: &DistillBenchArgs) -> anyhow::Result<()> {
     use donna_sdk::nsr::nsr_loss;
 
     let device = compute_device();
-    let config = SpaceConfig { resolution: a.resolution, width_mult: a.width_mult, num_classes: 10, in_channels: 3 };
-    let space = registry::space(&a.space, &config)?;
+    let config =
+        SpaceConfig { resolution: a.net.resolution, width_mult: a.net.width_mult, num_classes: 10, in_channels: 3 };
+    let space = registry::space(&a.net.space, &config)?;
     let b = a.block.unwrap_or(space.blocks().len() / 2);
     let Some(spec) = space.blocks().get(b) else {
-        return crate::usage(format!("--block {b}: space `{}` has {} blocks", a.space, space.blocks().len()));
+        return crate::usage(format!("--block {b}: space `{}` has {} blocks", a.net.space, space.blocks().len()));
     };
     let teacher_arch = space.teacher();
     let option = &teacher_arch.blocks[b];
@@ -109,7 +110,7 @@ fn distill(a: &DistillBenchArgs) -> anyhow::Result<()> {
     let teacher = build_network(space.as_ref(), &teacher_arch, &tvs.root())?;
     use_channels_last(&tvs);
     let x = donna_sdk::network::to_channels_last(&Tensor::randn(
-        [a.batch_size, 3, a.resolution, a.resolution],
+        [a.batch_size, 3, a.net.resolution, a.net.resolution],
         (tch::Kind::Float, device),
     ));
     let prefix = || tch::no_grad(|| teacher.block_io(&x, b, false));
@@ -143,7 +144,7 @@ fn distill(a: &DistillBenchArgs) -> anyhow::Result<()> {
 
     println!(
         "{} block {b} option {} (teacher's), input {}, batch {}, {} libtorch threads",
-        a.space,
+        a.net.space,
         spec.format_option(option),
         spec.input,
         a.batch_size,
@@ -212,20 +213,20 @@ fn distill(a: &DistillBenchArgs) -> anyhow::Result<()> {
 
 fn loader(a: &LoaderBenchArgs) -> anyhow::Result<()> {
     let device = compute_device();
-    let ds: Arc<dyn Dataset> = Arc::from(registry::dataset(&a.data, a.resolution)?);
+    let ds: Arc<dyn Dataset> = Arc::from(registry::dataset(&a.data, a.net.resolution)?);
     let norm = Normalization::estimate(ds.as_ref(), 2048)?;
     let info = ds.info().clone();
     let config = SpaceConfig {
-        resolution: a.resolution,
-        width_mult: a.width_mult,
+        resolution: a.net.resolution,
+        width_mult: a.net.width_mult,
         num_classes: info.classes,
         in_channels: info.channels,
     };
-    let space = registry::space(&a.space, &config)?;
+    let space = registry::space(&a.net.space, &config)?;
     let images = a.batch_size * (a.steps + 3);
     let cfg = LoaderConfig {
         batch_size: a.batch_size,
-        resolution: a.resolution,
+        resolution: a.net.resolution,
         augment: Some(Augment { crop_padding: 4, flip: true }),
         shuffle: true,
         drop_last: true,
@@ -280,10 +281,10 @@ fn loader(a: &LoaderBenchArgs) -> anyhow::Result<()> {
     println!(
         "{} {}x{}, {} teacher x{}, batch {}, {} libtorch threads, {} rayon threads",
         info.name,
-        a.resolution,
-        a.resolution,
-        a.space,
-        a.width_mult,
+        a.net.resolution,
+        a.net.resolution,
+        a.net.space,
+        a.net.width_mult,
         a.batch_size,
         tch::get_num_threads(),
         rayon::current_num_threads()
