@@ -30,6 +30,8 @@ fn spaces_lists_the_three_builtins_with_exact_sizes() {
     let out = stdout(&o);
     assert!(out.contains("mobilenet") && out.contains("efficientnet") && out.contains("attention"), "{out}");
     assert!(out.contains(&240u128.pow(6).to_string()), "{out}");
+    let searchers = stdout(&donna(&["searchers"]));
+    assert!(searchers.contains("random"), "{searchers}");
     let layers = stdout(&donna(&["layers"]));
     assert!(layers.contains("mbconv") && layers.contains("transformer"), "{layers}");
 }

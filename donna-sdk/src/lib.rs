@@ -38,6 +38,7 @@ pub mod layout;
 pub mod network;
 pub mod nsr;
 pub mod optim;
+pub mod pareto;
 pub mod predictor;
 pub mod preset;
 pub mod progress;

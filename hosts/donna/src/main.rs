@@ -5,6 +5,7 @@
 // registrations: name every built-in plugin here.
 use donna_datasets as _;
 use donna_layers as _;
+use donna_searcher_random as _;
 use donna_space_attention as _;
 use donna_space_efficientnet as _;
 use donna_space_mobilenet as _;
