@@ -226,3 +226,20 @@ fn distill_shards_merge_into_one_quality_table_and_bad_shards_are_refused() {
     assert!(stderr(&o).contains("block 9 does not exist"), "{}", stderr(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cost_prices_architectures_on_the_analytical_devices() {
+    let devices = stdout(&donna(&["devices"]));
+    assert!(devices.contains("v100") && devices.contains("s20") && devices.contains("EXTRAPOLATED"), "{devices}");
+    let o = donna(&["cost", "--device", "v100:ncnn-vulkan-fp16", "mobilenet:teacher", "efficientnet:teacher"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ms: Vec<f64> =
+        stdout(&o).lines().skip(1).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
+    assert_eq!(ms.len(), 2);
+    assert!((ms[0] / 1.76 - 1.0).abs() < 0.15 && (ms[1] / 3.02 - 1.0).abs() < 0.15, "{ms:?}");
+    let o = donna(&["cost", "--device", "tpu", "mobilenet:teacher"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown device `tpu`"), "{}", stderr(&o));
+    let o = donna(&["cost", "--device", "v100", "mobilenet:teacher", "--batch", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

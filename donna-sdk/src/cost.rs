@@ -68,6 +68,8 @@ pub struct DeviceInfo {
     pub runtime_version: String,
     /// Analytical, lookup table or measured.
     pub method: LatencyMethod,
+    /// The precision the runtime computes in by default.
+    pub precision: Precision,
 }
 
 /// The inference setting priced.

@@ -24,6 +24,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod analytical;
 pub mod arch;
 pub mod artifact;
 pub mod checkpoint;

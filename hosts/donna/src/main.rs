@@ -4,6 +4,8 @@
 // The linker drops a crate nobody references, and with it the crate's `inventory`
 // registrations: name every built-in plugin here.
 use donna_datasets as _;
+use donna_device_s20 as _;
+use donna_device_v100 as _;
 use donna_layers as _;
 use donna_searcher_random as _;
 use donna_space_attention as _;
@@ -12,6 +14,7 @@ use donna_space_mobilenet as _;
 
 mod cmd_arch;
 mod cmd_bench;
+mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_list;
@@ -45,6 +48,8 @@ enum Command {
     Devices,
     /// List the search algorithms.
     Searchers,
+    /// Latency of architectures on a hardware target.
+    Cost(cmd_cost::CostArgs),
     /// Sample, show and check architectures.
     #[command(subcommand)]
     Arch(cmd_arch::ArchCommand),
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Devices => cmd_list::devices(),
         Command::Searchers => cmd_list::searchers(),
         Command::Arch(cmd) => cmd_arch::run(cmd),
+        Command::Cost(args) => cmd_cost::run(&args),
         Command::Datasets => cmd_data::datasets(),
         Command::Data(args) => cmd_data::info(&args),
         Command::Init(args) => cmd_run::init(&args),
