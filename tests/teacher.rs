@@ -61,7 +61,7 @@ impl Progress for KillAtEpoch {
     fn finish(&self, _: &str) {}
 }
 
-fn train(run: &RunDir, progress: &dyn Progress) -> teacher::TeacherReport {
+fn train(run: &RunDir, progress: &dyn Progress) -> teacher::ModelReport {
     let (cfg, train) = tiny();
     run.create(&cfg).unwrap();
     let space = registry::space(&cfg.space, &cfg.space_config).unwrap();

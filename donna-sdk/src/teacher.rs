@@ -21,9 +21,9 @@ use crate::run_dir::RunDir;
 use crate::space::SearchSpace;
 use crate::train::{evaluate, train_classifier, CheckpointPaths, EpochRecord, TrainConfig, TrainData};
 
-/// What a trained model's JSON records.
+/// What a trained model's JSON (`teacher.json`, `baselines/<name>.json`) records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TeacherReport {
+pub struct ModelReport {
     /// The architecture in text form (`linear` for the linear baseline).
     pub arch: String,
     /// Trainable parameters.
@@ -80,14 +80,14 @@ impl ModelFiles {
     }
 
     /// The report, if the model is finished.
-    pub fn existing(&self) -> Result<Option<TeacherReport>> {
+    pub fn existing(&self) -> Result<Option<ModelReport>> {
         if self.report().exists() && self.weights().exists() {
             return Ok(Some(artifact::read_json(&self.report())?));
         }
         Ok(None)
     }
 
-    fn finish(&self, vs: &VarStore, report: &TeacherReport) -> Result<()> {
+    fn finish(&self, vs: &VarStore, report: &ModelReport) -> Result<()> {
         checkpoint::save(&self.weights(), &checkpoint::variables(vs))?;
         artifact::write_json(&self.report(), report)
     }
@@ -131,7 +131,7 @@ pub fn train_model(
     config: &TrainConfig,
     seed: u64,
     progress: &dyn Progress,
-) -> Result<TeacherReport> {
+) -> Result<ModelReport> {
     if let Some(done) = files.existing()? {
         if done.config.as_ref() == Some(config) && done.seed == seed {
             return Ok(done);
@@ -148,7 +148,7 @@ pub fn train_model(
     use_channels_last(&vs);
     let ckpt = CheckpointPaths::new(&files.dir, &files.stem);
     let history = train_classifier(&vs, net.as_ref(), data, config, seed, &ckpt, progress)?;
-    let report = TeacherReport {
+    let report = ModelReport {
         arch,
         params,
         macs,
@@ -172,12 +172,12 @@ pub fn train(
     config: &TrainConfig,
     seed: u64,
     progress: &dyn Progress,
-) -> Result<TeacherReport> {
+) -> Result<ModelReport> {
     train_model(&ModelFiles::teacher(run), space, &Model::Arch(&space.teacher()), data, config, seed, progress)
 }
 
 /// The finished teacher's report, if the stage is done.
-pub fn existing(run: &RunDir) -> Result<Option<TeacherReport>> {
+pub fn existing(run: &RunDir) -> Result<Option<ModelReport>> {
     ModelFiles::teacher(run).existing()
 }
 
@@ -189,14 +189,14 @@ pub fn import(
     data: &TrainData,
     file: &Path,
     progress: &dyn Progress,
-) -> Result<TeacherReport> {
+) -> Result<ModelReport> {
     let arch = space.teacher();
     let vs = VarStore::new(data.device);
     let (net, text, params, macs) = build(space, &Model::Arch(&arch), &vs)?;
     use_channels_last(&vs);
     checkpoint::copy_into(&vs, &checkpoint::load(file)?, true, &file.display().to_string())?;
     let val_accuracy = evaluate(net.as_ref(), data, None, progress)?;
-    let report = TeacherReport {
+    let report = ModelReport {
         arch: text,
         params,
         macs,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use donna_sdk::compute::compute_device;
 use donna_sdk::registry;
-use donna_sdk::teacher::{self, TeacherReport};
+use donna_sdk::teacher::{self, ModelReport};
 use donna_sdk::train::TrainData;
 
 use crate::progress_bar::Bars;
@@ -71,7 +71,7 @@ pub fn open_data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
     Ok(data)
 }
 
-fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<TeacherReport> {
+fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<ModelReport> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let data = open_data(opened)?;
     let bars = Bars::new();
