@@ -202,8 +202,19 @@ fn distill_shards_merge_into_one_quality_table_and_bad_shards_are_refused() {
         "32",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let args =
-        ["distill", "--run", r, "--blocks", "0,1", "--max-options", "2", "--epochs", "1", "--distill-batch-size", "32"];
+    let args = [
+        "distill",
+        "--run",
+        r,
+        "--blocks",
+        "0,1",
+        "--max-options",
+        "2",
+        "--distill-epochs",
+        "1",
+        "--distill-batch-size",
+        "32",
+    ];
     let first = donna(&[&args[..], &["--shard", "0/2"]].concat());
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains("2 of 4 units are not done yet"), "{}", stdout(&first));
@@ -242,4 +253,39 @@ fn cost_prices_architectures_on_the_analytical_devices() {
     assert!(stderr(&o).contains("unknown device `tpu`"), "{}", stderr(&o));
     let o = donna(&["cost", "--device", "v100", "mobilenet:teacher", "--batch", "0"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn run_does_the_pipeline_on_a_tiny_config_and_a_rerun_skips_it() {
+    let dir = temp_dir("pipeline");
+    let run = dir.join("run");
+    let args = [
+        "run",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        "synthetic:size=16,train=64,val=32",
+        "--resolution",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--steps",
+        "2",
+        "--max-options",
+        "1",
+        "--distill-batch-size",
+        "32",
+        "--val-images",
+        "32",
+    ];
+    let o = donna(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("quality table: 6 units"), "{}", stdout(&o));
+    let quality = std::fs::read(run.join("quality.json")).unwrap();
+    let again = donna(&args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read(run.join("quality.json")).unwrap(), quality, "a finished run is not redone");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,17 +20,17 @@ pub struct DistillArgs {
     #[arg(long)]
     pub max_options: Option<usize>,
     /// Training steps per option.
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "distill_epochs")]
     pub steps: Option<usize>,
     /// Training length per option in passes over the training images (instead of --steps).
     #[arg(long)]
-    pub epochs: Option<f64>,
+    pub distill_epochs: Option<f64>,
     /// Images per step.
-    #[arg(long = "distill-batch-size")]
-    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub distill_batch_size: Option<usize>,
     /// Peak learning rate (AdamW).
-    #[arg(long = "distill-lr")]
-    pub lr: Option<f64>,
+    #[arg(long)]
+    pub distill_lr: Option<f64>,
     /// Options trained together on one teacher pass.
     #[arg(long)]
     pub options_per_pass: Option<usize>,
@@ -43,8 +43,8 @@ impl DistillArgs {
     pub fn apply(&self, base: &DistillConfig) -> anyhow::Result<DistillConfig> {
         let mut c = base.clone();
         c.steps = self.steps.unwrap_or(c.steps);
-        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
-        c.lr = self.lr.unwrap_or(c.lr);
+        c.batch_size = self.distill_batch_size.unwrap_or(c.batch_size);
+        c.lr = self.distill_lr.unwrap_or(c.lr);
         c.options_per_pass = self.options_per_pass.unwrap_or(c.options_per_pass);
         c.val_images = self.val_images.unwrap_or(c.val_images);
         if let Some(m) = self.max_options {
@@ -95,10 +95,10 @@ pub fn stage(
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let mut config = args.apply(&opened.preset.distill)?;
     let seed = opened.config.seed;
-    let data = if merge_only && args.epochs.is_none() { None } else { Some(open_data(opened)?) };
-    if let (Some(epochs), Some(data)) = (args.epochs, &data) {
+    let data = if merge_only && args.distill_epochs.is_none() { None } else { Some(open_data(opened)?) };
+    if let (Some(epochs), Some(data)) = (args.distill_epochs, &data) {
         if !(epochs > 0.0 && epochs <= 1000.0) {
-            return usage(format!("--epochs {epochs} out of range (0, 1000]"));
+            return usage(format!("--distill-epochs {epochs} out of range (0, 1000]"));
         }
         let train = data.dataset.info().train_len as f64;
         config.steps = ((epochs * train / config.batch_size as f64).ceil() as usize).max(1);

@@ -142,3 +142,15 @@ impl std::error::Error for UsageError {}
 fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
     Err(UsageError(msg.into()).into())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // Catches duplicate flags between flattened argument groups, which clap only reports
+        // when the command is used.
+        super::Cli::command().debug_assert();
+    }
+}
