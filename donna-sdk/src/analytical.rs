@@ -255,3 +255,42 @@ impl crate::registry::DeviceProvider for AnalyticalProvider {
         Ok(Box::new(AnalyticalModel::new(profile)?))
     }
 }
+
+/// Checks every profile of `provider`: after calibration each reference latency is reproduced
+/// within `tolerance` (relative), the `mobilenet` teacher (MobileNetV2) is faster than the
+/// `efficientnet` teacher (EfficientNet-B0) at 224 px, and a query in another precision is
+/// refused. Device plugins call it from their tests (both spaces must be linked in).
+pub fn verify_profiles(provider: &AnalyticalProvider, tolerance: f64) -> std::result::Result<(), String> {
+    use crate::registry::DeviceProvider;
+    let config = crate::SpaceConfig::default();
+    let space = |n: &str| crate::registry::space(n, &config).map_err(|e| e.to_string());
+    let (mb, eff) = (space("mobilenet")?, space("efficientnet")?);
+    for text in provider.profiles {
+        let profile = Profile::from_json(text, provider.name).map_err(|e| e.to_string())?;
+        let runtime = profile.runtime.clone();
+        let precision = profile.precision;
+        let model = AnalyticalModel::new(profile).map_err(|e| e.to_string())?;
+        for r in &model.profile().references {
+            let ms = model.profile().latency_ms(&reference_ops(r).map_err(|e| e.to_string())?, r.batch);
+            if (ms / r.ms - 1.0).abs() >= tolerance {
+                return Err(format!("{runtime} {} batch {}: {ms:.2} ms vs {} ms", r.network, r.batch, r.ms));
+            }
+        }
+        let device = provider.build(&runtime).map_err(|e| e.to_string())?;
+        let query = crate::cost::CostQuery { batch: 1, precision };
+        let at = |s: &dyn crate::SearchSpace, q: &crate::cost::CostQuery| device.latency(s, &[s.teacher()], q);
+        let a = at(mb.as_ref(), &query).map_err(|e| e.to_string())?[0].ms;
+        let b = at(eff.as_ref(), &query).map_err(|e| e.to_string())?[0].ms;
+        if a >= b {
+            return Err(format!("{runtime}: MobileNetV2 {a:.2} ms is not below EfficientNet-B0 {b:.2} ms"));
+        }
+        let other = if precision == Precision::Fp32 { Precision::Fp16 } else { Precision::Fp32 };
+        if at(mb.as_ref(), &crate::cost::CostQuery { batch: 1, precision: other }).is_ok() {
+            return Err(format!("{runtime}: a {other:?} query was not refused"));
+        }
+    }
+    match provider.build("no-such-runtime") {
+        Err(SdkError::Unknown { .. }) => Ok(()),
+        _ => Err("an unknown runtime was not refused".into()),
+    }
+}
