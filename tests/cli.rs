@@ -248,6 +248,15 @@ fn cost_prices_architectures_on_the_analytical_devices() {
         stdout(&o).lines().skip(1).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
     assert_eq!(ms.len(), 2);
     assert!((ms[0] / 1.76 - 1.0).abs() < 0.15 && (ms[1] / 3.02 - 1.0).abs() < 0.15, "{ms:?}");
+    let dir = temp_dir("cost");
+    let cache = dir.join("latency.jsonl");
+    let c = cache.to_str().unwrap();
+    for _ in 0..2 {
+        let o = donna(&["cost", "--device", "s20", "--cache", c, "mobilenet:teacher", "mobilenet:smallest"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 2, "the second call reused the cache");
+    std::fs::remove_dir_all(&dir).unwrap();
     let o = donna(&["cost", "--device", "tpu", "mobilenet:teacher"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown device `tpu`"), "{}", stderr(&o));

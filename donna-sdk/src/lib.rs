@@ -34,6 +34,7 @@ pub mod counters;
 pub mod data;
 pub mod distill;
 pub mod error;
+pub mod latency_cache;
 pub mod layer;
 pub mod layout;
 pub mod network;
