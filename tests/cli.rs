@@ -298,3 +298,57 @@ fn run_does_the_pipeline_on_a_tiny_config_and_a_rerun_skips_it() {
     assert_eq!(std::fs::read(run.join("quality.json")).unwrap(), quality, "a finished run is not redone");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cost_calibrate_refits_a_profile_to_measurements_that_profile_then_prices() {
+    let dir = temp_dir("calibrate");
+    let meas = dir.join("measured.json");
+    std::fs::write(
+        &meas,
+        r#"[{"network": "mobilenet_v2", "arch": "mobilenet:teacher", "resolution": 224, "batch": 1, "ms": 9.2, "source": "test"},
+            {"network": "efficientnet_b0", "arch": "efficientnet:teacher", "resolution": 224, "batch": 1, "ms": 14.0, "source": "test"}]"#,
+    )
+    .unwrap();
+    let out = dir.join("profile.json");
+    let o = donna(&[
+        "cost",
+        "calibrate",
+        "--device",
+        "s20",
+        "--measurements",
+        meas.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = donna(&["cost", "--device", &format!("profile:{}", out.display()), "mobilenet:teacher"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ms: f64 = stdout(&o).lines().nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((ms / 9.2 - 1.0).abs() < 0.05, "{ms}");
+
+    std::fs::write(&meas, "[{\"network\": 3}]").unwrap();
+    let o = donna(&[
+        "cost",
+        "calibrate",
+        "--device",
+        "s20",
+        "--measurements",
+        meas.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("measured.json"), "{}", stderr(&o));
+    let o = donna(&[
+        "cost",
+        "calibrate",
+        "--device",
+        "cpu",
+        "--measurements",
+        meas.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

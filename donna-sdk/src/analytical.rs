@@ -239,22 +239,50 @@ impl crate::registry::DeviceProvider for AnalyticalProvider {
         self.summary
     }
     fn build(&self, args: &str) -> Result<Box<dyn crate::cost::CostModel>> {
-        let profiles: Vec<Profile> =
-            self.profiles.iter().map(|t| Profile::from_json(t, self.name)).collect::<Result<_>>()?;
-        let chosen = if args.is_empty() {
-            profiles.into_iter().next()
-        } else {
-            let known: Vec<String> = profiles.iter().map(|p| p.runtime.clone()).collect();
-            let found = profiles.into_iter().find(|p| p.runtime == args);
-            if found.is_none() {
-                return Err(SdkError::Unknown { kind: "runtime", name: args.to_owned(), known: known.join(", ") });
-            }
-            found
-        };
-        let profile = chosen.ok_or_else(|| SdkError::Config(format!("{} has no profiles", self.name)))?;
-        Ok(Box::new(AnalyticalModel::new(profile)?))
+        Ok(Box::new(AnalyticalModel::new(self.profile(args)?)?))
+    }
+    fn analytical(&self) -> Option<&AnalyticalProvider> {
+        Some(self)
     }
 }
+
+impl AnalyticalProvider {
+    /// The profile of `runtime` (the first when empty), uncalibrated.
+    pub fn profile(&self, runtime: &str) -> Result<Profile> {
+        let profiles: Vec<Profile> =
+            self.profiles.iter().map(|t| Profile::from_json(t, self.name)).collect::<Result<_>>()?;
+        let known: Vec<String> = profiles.iter().map(|p| p.runtime.clone()).collect();
+        let found = if runtime.is_empty() {
+            profiles.into_iter().next()
+        } else {
+            profiles.into_iter().find(|p| p.runtime == runtime)
+        };
+        found.ok_or_else(|| SdkError::Unknown { kind: "runtime", name: runtime.to_owned(), known: known.join(", ") })
+    }
+}
+
+/// `--device profile:PATH`: an analytical model from a profile file, e.g. one written by
+/// `donna cost calibrate` from your own measurements.
+pub struct ProfileFileProvider;
+
+impl crate::registry::DeviceProvider for ProfileFileProvider {
+    fn name(&self) -> &str {
+        "profile"
+    }
+    fn summary(&self) -> &str {
+        "an analytical model from a profile file (profile:PATH), e.g. written by `donna cost calibrate`"
+    }
+    fn build(&self, args: &str) -> Result<Box<dyn crate::cost::CostModel>> {
+        if args.is_empty() {
+            return Err(SdkError::Config("profile: give the file, as --device profile:PATH".into()));
+        }
+        let text = std::fs::read_to_string(args).map_err(|e| SdkError::Io { path: args.to_owned(), source: e })?;
+        Ok(Box::new(AnalyticalModel::new(Profile::from_json(&text, args)?)?))
+    }
+}
+
+static PROFILE_FILE: ProfileFileProvider = ProfileFileProvider;
+inventory::submit! { crate::registry::DeviceRegistration(&PROFILE_FILE) }
 
 /// Checks every profile of `provider`: after calibration each reference latency is reproduced
 /// within `tolerance` (relative), the `mobilenet` teacher (MobileNetV2) is faster than the

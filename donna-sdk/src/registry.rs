@@ -56,6 +56,12 @@ pub trait DeviceProvider: Send + Sync {
     fn summary(&self) -> &str;
     /// Builds the cost model; `args` is what follows `name:` in `--device name:args`.
     fn build(&self, args: &str) -> Result<Box<dyn CostModel>>;
+
+    /// The analytical profiles behind this device, if it has any (`donna cost calibrate`
+    /// refits them).
+    fn analytical(&self) -> Option<&crate::analytical::AnalyticalProvider> {
+        None
+    }
 }
 
 /// Makes search algorithms.

@@ -7,12 +7,14 @@ use donna_sdk::registry;
 use crate::space_args::ConfigArgs;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CostArgs {
+    #[command(subcommand)]
+    sub: Option<CostCommand>,
     /// Hardware target, `NAME[:RUNTIME]` (see `donna devices`).
     #[arg(long, short = 'd')]
-    device: String,
+    device: Option<String>,
     /// Architectures (`SPACE:OPT/...`, `SPACE:teacher|smallest|largest`, or JSON files).
-    #[arg(required = true)]
     archs: Vec<String>,
     /// Batch size.
     #[arg(long, default_value_t = 1)]
@@ -28,11 +30,79 @@ pub struct CostArgs {
     config: ConfigArgs,
 }
 
+#[derive(clap::Subcommand)]
+pub enum CostCommand {
+    /// Refit an analytical device's profile to your own measurements and write it, for use as
+    /// `--device profile:FILE`.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// The analytical device whose profile (hardware figures and priors) is refitted, `NAME[:RUNTIME]`.
+    #[arg(long, short = 'd')]
+    device: String,
+    /// Your measurements: a JSON list of references
+    /// (`[{"network": "...", "arch": "mobilenet:teacher", "resolution": 224, "batch": 1, "ms": 2.1, "source": "..."}]`).
+    #[arg(long, value_name = "FILE.json")]
+    measurements: std::path::PathBuf,
+    /// Where to write the fitted profile.
+    #[arg(long, value_name = "PROFILE.json")]
+    out: std::path::PathBuf,
+}
+
+fn calibrate(a: &CalibrateArgs) -> anyhow::Result<()> {
+    use donna_sdk::analytical::{reference_ops, Profile, Reference};
+    let (name, runtime) = a.device.split_once(':').unwrap_or((&a.device, ""));
+    let provider = registry::devices().into_iter().find(|d| d.name() == name);
+    let Some(provider) = provider else {
+        return crate::usage(format!("unknown device `{name}`"));
+    };
+    // Only analytical devices have profiles to refit.
+    let mut profile: Profile = match provider.analytical() {
+        Some(p) => p.profile(runtime)?,
+        None => return crate::usage(format!("`{name}` is not an analytical device (try v100 or s20)")),
+    };
+    let refs: Vec<Reference> = donna_sdk::artifact::read_json(&a.measurements)?;
+    let resolved: Vec<_> = refs.iter().map(|r| Ok((reference_ops(r)?, r))).collect::<donna_sdk::Result<_>>()?;
+    let worst = profile.calibrate(&resolved)?;
+    for (ops, r) in &resolved {
+        let ms = profile.latency_ms(ops, r.batch);
+        println!(
+            "{:<20} batch {:>4}: measured {:>9.3} ms, fitted {:>9.3} ms ({:+.1}%)",
+            r.network,
+            r.batch,
+            r.ms,
+            ms,
+            100.0 * (ms / r.ms - 1.0)
+        );
+    }
+    profile.references = refs;
+    profile.notes = format!("Refitted by `donna cost calibrate` from {}. {}", a.measurements.display(), profile.notes);
+    donna_sdk::artifact::write_json(&a.out, &profile)?;
+    println!(
+        "largest error {:.1}%; profile -> {} (use --device profile:{})",
+        100.0 * worst,
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
 pub fn run(a: &CostArgs) -> anyhow::Result<()> {
+    if let Some(CostCommand::Calibrate(c)) = &a.sub {
+        return calibrate(c);
+    }
+    let Some(device_name) = &a.device else {
+        return crate::usage("give --device NAME and one or more architectures (or `donna cost calibrate`)");
+    };
+    if a.archs.is_empty() {
+        return crate::usage("give one or more architectures to price");
+    }
     if !(1..=65_536).contains(&a.batch) {
         return crate::usage(format!("--batch {} out of range 1..=65536", a.batch));
     }
-    let device = registry::device(&a.device)?;
+    let device = registry::device(device_name)?;
     let info = device.info();
     let precision = match a.precision.as_deref() {
         None => None,
