@@ -310,16 +310,11 @@ fn cost_calibrate_refits_a_profile_to_measurements_that_profile_then_prices() {
     )
     .unwrap();
     let out = dir.join("profile.json");
-    let o = donna(&[
-        "cost",
-        "calibrate",
-        "--device",
-        "s20",
-        "--measurements",
-        meas.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let calibrate = |device: &str| {
+        let (m, o) = (meas.to_str().unwrap(), out.to_str().unwrap());
+        donna(&["cost", "calibrate", "--device", device, "--measurements", m, "--out", o])
+    };
+    let o = calibrate("s20");
     assert!(o.status.success(), "{}", stderr(&o));
     let o = donna(&["cost", "--device", &format!("profile:{}", out.display()), "mobilenet:teacher"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -327,28 +322,10 @@ fn cost_calibrate_refits_a_profile_to_measurements_that_profile_then_prices() {
     assert!((ms / 9.2 - 1.0).abs() < 0.05, "{ms}");
 
     std::fs::write(&meas, "[{\"network\": 3}]").unwrap();
-    let o = donna(&[
-        "cost",
-        "calibrate",
-        "--device",
-        "s20",
-        "--measurements",
-        meas.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate("s20");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("measured.json"), "{}", stderr(&o));
-    let o = donna(&[
-        "cost",
-        "calibrate",
-        "--device",
-        "cpu",
-        "--measurements",
-        meas.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate("cpu");
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
