@@ -1,4 +1,6 @@
 //! `donna bench loader`: can the data loader keep up with training?
+//! `donna bench distill`: what a distillation step costs, next to PyTorch.
+//! `donna bench latency`: do repeated measurements of one architecture agree?
 //!
 //! Three figures from one run, same data, batch size and threads: the loader alone
 //! (decode + augment + normalise, images/s), training steps on batches prepared beforehand
@@ -52,13 +54,58 @@ pub enum BenchCommand {
     /// Distillation: a block option's training speed, the teacher's share with K options per
     /// pass, and (with --pytorch) the same step in PyTorch eager.
     Distill(DistillBenchArgs),
+    /// Measure one architecture several times, each a fresh measurement as `donna cost` takes
+    /// it, and print how far apart the results are.
+    Latency(LatencyBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Loader(a) => loader(&a),
         BenchCommand::Distill(a) => distill(&a),
+        BenchCommand::Latency(a) => latency(&a),
     }
+}
+
+#[derive(Args)]
+pub struct LatencyBenchArgs {
+    /// Hardware target, `NAME[:SETTINGS]` (see `donna devices`).
+    #[arg(long, short = 'd', default_value = "cpu")]
+    device: String,
+    /// The architecture (`SPACE:OPT/...`, `SPACE:teacher|smallest|largest`, or a JSON file).
+    #[arg(long)]
+    arch: String,
+    /// Separate measurements (the network is built anew for each).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    batch: i64,
+    #[command(flatten)]
+    config: crate::space_args::ConfigArgs,
+}
+
+fn latency(a: &LatencyBenchArgs) -> anyhow::Result<()> {
+    if !(2..=1000).contains(&a.runs) {
+        return crate::usage(format!("--runs {} out of range 2..=1000", a.runs));
+    }
+    let (space, arch) = crate::cmd_arch::load_arch(&a.arch, &a.config)?;
+    let device = registry::device(&a.device)?;
+    let info = device.info();
+    let query = donna_sdk::cost::CostQuery { batch: a.batch, precision: info.precision };
+    println!("{} ({}, {}; {}), batch {}", info.device, info.runtime, info.runtime_version, info.method, a.batch);
+    println!("{}", space.format_arch(&arch));
+    let mut ms = Vec::with_capacity(a.runs);
+    for run in 1..=a.runs {
+        let t = Instant::now();
+        let l = device.latency(space.as_ref(), std::slice::from_ref(&arch), &query)?[0];
+        let spread = l.cv.map(|cv| format!(" ± {:.1}%", 100.0 * cv)).unwrap_or_default();
+        println!("run {run:>3}: {:>10.3} ms{spread}  (measured in {:.2} s)", l.ms, t.elapsed().as_secs_f64());
+        ms.push(l.ms);
+    }
+    let (min, max) = ms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    println!("min {min:.3} ms, max {max:.3} ms: spread (max - min) / min = {:.1}%", 100.0 * (max / min - 1.0));
+    Ok(())
 }
 
 #[derive(Args)]

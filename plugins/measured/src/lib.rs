@@ -1,67 +1,67 @@
 //! # The `cpu` and `cuda` cost models: latency measured here with libtorch
 //!
-//! Each architecture is built with random weights (channels-last, evaluation mode), run
-//! `warmup` times, then timed `repeats` times on a fixed batch; the latency is the median and
-//! the spread its coefficient of variation. The thread count is fixed (`threads=N`, default:
-//! libtorch's) so measurements are comparable. `cuda` synchronises the device around each
-//! timed run and is refused where libtorch sees no GPU.
+//! Each architecture is built with random weights (channels-last, evaluation mode), warmed up,
+//! then timed in rounds until two rounds agree (see [`timing`]): the latency is the fastest
+//! round's median, the spread the coefficient of variation of every timed run. The thread
+//! count is fixed (`threads=N`, default: libtorch's) so measurements are comparable. `cuda`
+//! synchronises the device after each run and is refused where libtorch sees no GPU.
 //!
-//! `--device cpu[:threads=N,warmup=W,repeats=R]`, `--device cuda[:...]`.
+//! [`lut`] builds a per-block lookup table from the same measurements, to show what such
+//! tables miss (`donna cost lut-error`).
+//!
+//! `--device cpu[:threads=N,warmup=W,repeats=R,rounds=M,max_rounds=X,tolerance=P]`,
+//! `--device cuda[:...]`.
 #![deny(missing_docs)]
 
+pub mod lut;
+pub mod timing;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use donna_sdk::compute::load_cuda_backend;
 use donna_sdk::cost::{CostModel, CostQuery, DeviceInfo, Latency, LatencyMethod, Precision};
+use donna_sdk::layer::FeatureShape;
 use donna_sdk::network::{build_network, to_channels_last, use_channels_last};
 use donna_sdk::registry::{DeviceProvider, DeviceRegistration};
 use donna_sdk::{Architecture, Result, SdkError, SearchSpace};
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::{ModuleT, Path, VarStore};
 use tch::{Device, Kind, Tensor};
+
+pub use timing::MeasureConfig;
 
 /// The libtorch version this build links (tch 0.26 refuses any other at build time).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 
-/// How measurements are taken.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MeasureConfig {
-    /// libtorch intra-op threads.
-    pub threads: i32,
-    /// Untimed runs first.
-    pub warmup: usize,
-    /// Timed runs.
-    pub repeats: usize,
-}
-
-impl MeasureConfig {
-    /// Parses `threads=N,warmup=W,repeats=R` (all optional).
-    pub fn parse(args: &str) -> Result<Self> {
-        let mut c = Self { threads: tch::get_num_threads(), warmup: 5, repeats: 20 };
-        for part in args.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| SdkError::Config(format!("`{part}` is not key=value (threads, warmup, repeats)")))?;
-            let n: usize = v.parse().map_err(|_| SdkError::Config(format!("{k}={v} is not a positive integer")))?;
-            match (k, n) {
-                (_, 0) if k != "warmup" => return Err(SdkError::Config(format!("{k} must be at least 1"))),
-                ("threads", n) if n <= 256 => c.threads = n as i32,
-                ("warmup", n) => c.warmup = n,
-                ("repeats", n) if n <= 10_000 => c.repeats = n,
-                _ => {
-                    return Err(SdkError::Config(format!(
-                        "unknown or out-of-range setting `{part}` (threads<=256, warmup, repeats<=10000)"
-                    )))
-                }
-            }
-        }
-        Ok(c)
-    }
-}
+/// How many networks are built and timed interleaved at once: a whole generation would hold
+/// every network's weights in memory together.
+const INTERLEAVED: usize = 16;
 
 /// A cost model that times networks on a libtorch device.
 pub struct Measured {
     device: Device,
     config: MeasureConfig,
+}
+
+/// A module built on the measuring device with its variables and an input to run it on.
+pub struct Workload {
+    _vs: VarStore,
+    module: Box<dyn ModuleT>,
+    input: Tensor,
+}
+
+/// A libtorch failure (out of memory, a bad shape) as an error instead of a panic: tch's
+/// infallible calls panic, and a measuring server must survive whatever it is sent.
+fn torch_guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("panic");
+        let first = msg.lines().next().unwrap_or(msg);
+        Err(SdkError::Torch(tch::TchError::Torch(format!("{what}: {first}"))))
+    })
 }
 
 impl Measured {
@@ -70,38 +70,116 @@ impl Measured {
         Self { device, config }
     }
 
+    /// `cpu[:SETTINGS]` or `cuda[:SETTINGS]` (the `--device` forms of this crate's models).
+    pub fn from_spec(spec: &str) -> Result<Self> {
+        let (name, args) = spec.split_once(':').unwrap_or((spec, ""));
+        match name {
+            "cpu" => Ok(Self::new(Device::Cpu, MeasureConfig::parse(args)?)),
+            "cuda" => {
+                load_cuda_backend();
+                if !tch::Cuda::is_available() {
+                    return Err(SdkError::Config(
+                        "cuda: libtorch sees no CUDA device (CPU build or no GPU); use --device cpu".into(),
+                    ));
+                }
+                Ok(Self::new(Device::Cuda(0), MeasureConfig::parse(args)?))
+            }
+            _ => {
+                Err(SdkError::Config(format!("`{spec}` is not a measured device (cpu[:SETTINGS] or cuda[:SETTINGS])")))
+            }
+        }
+    }
+
+    /// The libtorch device measured on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// How measurements are taken.
+    pub fn config(&self) -> &MeasureConfig {
+        &self.config
+    }
+
     fn sync(&self) {
         if let Device::Cuda(i) = self.device {
             tch::Cuda::synchronize(i as i64);
         }
     }
 
-    /// Median and coefficient of variation of `repeats` timed runs of `arch` at `batch`.
-    pub fn measure(&self, space: &dyn SearchSpace, arch: &Architecture, batch: i64) -> Result<Latency> {
+    /// Builds a module with `build` (given a fresh variable store's root) and a random input of
+    /// `shape` at `batch`, and runs it once, so that libtorch failures show up here as errors.
+    pub fn workload(
+        &self,
+        shape: FeatureShape,
+        batch: i64,
+        build: impl FnOnce(&Path) -> Result<Box<dyn ModuleT>>,
+    ) -> Result<Workload> {
+        torch_guard("building or running the network", || {
+            let vs = VarStore::new(self.device);
+            let module = build(&vs.root())?;
+            use_channels_last(&vs);
+            let input = to_channels_last(&Tensor::f_randn(shape.batch(batch), (Kind::Float, self.device))?);
+            let _ = tch::no_grad(|| module.forward_t(&input, false));
+            Ok(Workload { _vs: vs, module, input })
+        })
+    }
+
+    /// Times `workloads` interleaved (see [`timing`]); `None` for those the deadline left
+    /// unmeasured.
+    pub fn time(&self, workloads: &[&Workload], deadline: Option<Instant>) -> Vec<Option<Latency>> {
         tch::set_num_threads(self.config.threads);
-        let vs = VarStore::new(self.device);
-        let net = build_network(space, arch, &vs.root())?;
-        use_channels_last(&vs);
-        let shape = space.input_shape().batch(batch);
-        let x = to_channels_last(&Tensor::randn(shape, (Kind::Float, self.device)));
-        let mut times = Vec::with_capacity(self.config.repeats);
-        tch::no_grad(|| {
-            for _ in 0..self.config.warmup {
-                let _ = net.forward_t(&x, false);
+        let _no_grad = tch::no_grad_guard();
+        let mut runs: Vec<_> = workloads
+            .iter()
+            .map(|w| {
+                move || {
+                    let _ = w.module.forward_t(&w.input, false);
+                    self.sync();
+                }
+            })
+            .collect();
+        let mut refs: Vec<&mut dyn FnMut()> = runs.iter_mut().map(|r| r as &mut dyn FnMut()).collect();
+        timing::time_interleaved(&self.config, &mut refs, deadline)
+    }
+
+    /// The latency of `arch` at `batch`.
+    pub fn measure(&self, space: &dyn SearchSpace, arch: &Architecture, batch: i64) -> Result<Latency> {
+        self.measure_many(space, std::slice::from_ref(arch), batch, None).remove(0)
+    }
+
+    /// Latencies of `archs` at `batch`, timed interleaved, each with its own error. Those not
+    /// measured by `deadline` fail with a message saying so.
+    pub fn measure_many(
+        &self,
+        space: &dyn SearchSpace,
+        archs: &[Architecture],
+        batch: i64,
+        deadline: Option<Instant>,
+    ) -> Vec<Result<Latency>> {
+        tch::set_num_threads(self.config.threads);
+        let mut out = Vec::with_capacity(archs.len());
+        for chunk in archs.chunks(INTERLEAVED) {
+            let built: Vec<Result<Workload>> = chunk
+                .iter()
+                .map(|a| {
+                    self.workload(space.input_shape(), batch, |root| {
+                        Ok(Box::new(build_network(space, a, root)?) as Box<dyn ModuleT>)
+                    })
+                })
+                .collect();
+            let ok: Vec<&Workload> = built.iter().flatten().collect();
+            let mut timed = self.time(&ok, deadline).into_iter();
+            for b in built {
+                out.push(match b {
+                    Err(e) => Err(e),
+                    Ok(_) => timed
+                        .next()
+                        .flatten()
+                        .ok_or_else(|| SdkError::Config("not measured: the time limit was reached first".to_owned())),
+                });
             }
-            self.sync();
-            for _ in 0..self.config.repeats {
-                let t = Instant::now();
-                let _ = net.forward_t(&x, false);
-                self.sync();
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-        });
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let mean = times.iter().sum::<f64>() / times.len() as f64;
-        let sd = (times.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / times.len() as f64).sqrt();
-        Ok(Latency { ms: median, cv: Some(sd / mean) })
+        }
+        out
     }
 }
 
@@ -124,7 +202,19 @@ impl CostModel for Measured {
         if query.precision != Precision::Fp32 {
             return Err(SdkError::Config(format!("measured latency is FP32 only, not {:?}", query.precision)));
         }
-        archs.iter().map(|a| self.measure(space, a, query.batch)).collect()
+        let results = self.measure_many(space, archs, query.batch, None);
+        results.into_iter().zip(archs).map(|(r, a)| r.map_err(|e| naming_arch(e, &space.format_arch(a)))).collect()
+    }
+}
+
+/// `e` with the architecture it concerns in front of its message, of the same kind.
+fn naming_arch(e: SdkError, arch: &str) -> SdkError {
+    match e {
+        SdkError::Arch(m) => SdkError::Arch(format!("{arch}: {m}")),
+        SdkError::Config(m) => SdkError::Config(format!("{arch}: {m}")),
+        SdkError::Setting(m) => SdkError::Setting(format!("{arch}: {m}")),
+        SdkError::Torch(t) => SdkError::Torch(tch::TchError::Torch(format!("{arch}: {t}"))),
+        other => other,
     }
 }
 
@@ -135,10 +225,10 @@ impl DeviceProvider for Cpu {
         "cpu"
     }
     fn summary(&self) -> &str {
-        "this machine's CPU, measured with libtorch (median of repeated runs) [cpu:threads=N,warmup=W,repeats=R]"
+        "this machine's CPU, measured with libtorch (fastest of agreeing round medians) [cpu:threads=N,warmup=W,repeats=R,rounds=M,max_rounds=X,tolerance=PCT]"
     }
     fn build(&self, args: &str) -> Result<Box<dyn CostModel>> {
-        Ok(Box::new(Measured::new(Device::Cpu, MeasureConfig::parse(args)?)))
+        Ok(Box::new(Measured::from_spec(&format!("cpu:{args}"))?))
     }
 }
 
@@ -152,13 +242,7 @@ impl DeviceProvider for Cuda {
         "the first CUDA GPU libtorch sees, measured (needs the CUDA build: DONNA_TORCH=cuda)"
     }
     fn build(&self, args: &str) -> Result<Box<dyn CostModel>> {
-        load_cuda_backend();
-        if !tch::Cuda::is_available() {
-            return Err(SdkError::Config(
-                "cuda: libtorch sees no CUDA device (CPU build or no GPU); use --device cpu".into(),
-            ));
-        }
-        Ok(Box::new(Measured::new(Device::Cuda(0), MeasureConfig::parse(args)?)))
+        Ok(Box::new(Measured::from_spec(&format!("cuda:{args}"))?))
     }
 }
 
@@ -196,10 +280,8 @@ mod tests {
 
     #[test]
     fn bad_settings_and_missing_gpus_are_refused() {
-        assert!(MeasureConfig::parse("threads=0").is_err());
-        assert!(MeasureConfig::parse("repeats=x").unwrap_err().to_string().contains("repeats=x"));
-        assert!(MeasureConfig::parse("speed=3").unwrap_err().to_string().contains("speed=3"));
-        assert_eq!(MeasureConfig::parse("warmup=0,repeats=3").unwrap().repeats, 3);
+        assert!(registry::device("cpu:threads=0").is_err());
+        assert!(Measured::from_spec("tpu").err().unwrap().to_string().contains("not a measured device"));
         if !tch::Cuda::is_available() {
             assert!(registry::device("cuda").err().unwrap().to_string().contains("no CUDA device"));
         }
