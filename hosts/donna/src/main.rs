@@ -4,6 +4,7 @@
 // The linker drops a crate nobody references, and with it the crate's `inventory`
 // registrations: name every built-in plugin here.
 use donna_datasets as _;
+use donna_device_agent as _;
 use donna_device_measured as _;
 use donna_device_s20 as _;
 use donna_device_v100 as _;
