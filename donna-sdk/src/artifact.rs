@@ -49,6 +49,57 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| SdkError::Json { path: path.display().to_string(), source: e })
 }
 
+/// Appends `text` (whole lines) to the JSON-lines file `path`, creating it, and syncs it. After
+/// a crash the file may end in a partial line: the new lines then start on a fresh one, so
+/// only the damaged line is lost.
+pub fn append_lines(path: &Path, text: &str) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |e| io(path, e);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut f = fs::OpenOptions::new().create(true).read(true).append(true).open(path).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        f.seek(SeekFrom::Start(len - 1)).map_err(err)?;
+        f.read_exact(&mut last).map_err(err)?;
+    }
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    if last[0] != b'\n' {
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(text.as_bytes());
+    // One write, so lines appended by concurrent processes (shards) do not interleave.
+    f.write_all(&bytes).map_err(err)?;
+    f.sync_data().map_err(err)
+}
+
+/// Appends `value` as one JSON line to `path` (see [`append_lines`]).
+pub fn append_json_line<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut line =
+        serde_json::to_string(value).map_err(|e| SdkError::Json { path: path.display().to_string(), source: e })?;
+    line.push('\n');
+    append_lines(path, &line)
+}
+
+/// Reads a JSON-lines file: the values that parse, and the number of lines that did not (a
+/// crash's partial line, or damage). A missing file is empty.
+pub fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, usize)> {
+    if !path.exists() {
+        return Ok((Vec::new(), 0));
+    }
+    let text = fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let (mut values, mut skipped) = (Vec::new(), 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(v) => values.push(v),
+            Err(_) => skipped += 1,
+        }
+    }
+    Ok((values, skipped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +118,19 @@ mod tests {
         fs::write(&path, b"[1, 2").unwrap();
         let err = read_json::<Vec<i32>>(&path).unwrap_err().to_string();
         assert!(err.contains("x.json") && err.contains("EOF"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn json_lines_survive_a_partial_last_line() {
+        let dir = std::env::temp_dir().join(format!("donna-jsonl-{}", std::process::id()));
+        let path = dir.join("x.jsonl");
+        append_json_line(&path, &1).unwrap();
+        fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"[2, ").unwrap();
+        append_json_line(&path, &3).unwrap();
+        let (values, skipped): (Vec<i32>, usize) = read_json_lines(&path).unwrap();
+        assert_eq!((values, skipped), (vec![1, 3], 1));
+        assert_eq!(read_json_lines::<i32>(&dir.join("none.jsonl")).unwrap().0, Vec::<i32>::new());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,6 @@
 //! are lost.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -52,20 +51,8 @@ pub struct LatencyCache {
 impl LatencyCache {
     /// Reads the cache at `path` (empty if the file does not exist yet).
     pub fn open(path: &Path) -> Result<Self> {
-        let mut entries = HashMap::new();
-        let mut skipped_lines = 0;
-        if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SdkError::Io { path: path.display().to_string(), source: e })?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Line>(line) {
-                    Ok(l) => {
-                        entries.insert(l.key, l.latency);
-                    }
-                    Err(_) => skipped_lines += 1,
-                }
-            }
-        }
+        let (lines, skipped_lines) = crate::artifact::read_json_lines::<Line>(path)?;
+        let entries = lines.into_iter().map(|l| (l.key, l.latency)).collect();
         Ok(Self { path: path.to_owned(), entries: Mutex::new(entries), skipped_lines })
     }
 
@@ -126,29 +113,13 @@ impl LatencyCache {
     }
 
     fn append(&self, text: &str) -> Result<()> {
-        let io = |e| SdkError::Io { path: self.path.display().to_string(), source: e };
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut f = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&self.path).map_err(io)?;
-        // After a crash the file may end in a partial line: start on a fresh line.
-        let len = f.metadata().map_err(io)?.len();
-        let mut last = [b'\n'];
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
-            f.read_exact(&mut last).map_err(io)?;
-        }
-        if last[0] != b'\n' {
-            f.write_all(b"\n").map_err(io)?;
-        }
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_data().map_err(io)
+        crate::artifact::append_lines(&self.path, text)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use super::*;
     use crate::arch::Genome;
     use crate::cost::LatencyMethod;

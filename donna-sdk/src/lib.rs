@@ -24,6 +24,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accuracy;
 pub mod analytical;
 pub mod arch;
 pub mod artifact;
@@ -34,6 +35,8 @@ pub mod counters;
 pub mod data;
 pub mod distill;
 pub mod error;
+pub mod export;
+pub mod finetune;
 pub mod latency_cache;
 pub mod layer;
 pub mod layout;
@@ -41,14 +44,19 @@ pub mod network;
 pub mod nsr;
 pub mod optim;
 pub mod pareto;
+pub mod plot;
 pub mod predictor;
 pub mod preset;
 pub mod progress;
 pub mod registry;
+pub mod report;
 pub mod rng;
 pub mod run_dir;
+pub mod search;
 pub mod searcher;
 pub mod space;
+pub mod stats;
+pub mod subspace;
 pub mod teacher;
 pub mod train;
 pub mod value;

@@ -24,6 +24,83 @@ pub fn non_dominated(points: &[Evaluation]) -> Vec<usize> {
     (0..points.len()).filter(|&i| !points.iter().any(|p| dominates(p, &points[i]))).collect()
 }
 
+/// The area dominated by the feasible points of two minimised objectives, bounded by
+/// `reference` (points not better than it in both objectives add nothing).
+pub fn hypervolume_2d(points: &[Evaluation], reference: [f64; 2]) -> f64 {
+    let mut pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.violation <= 0.0 && p.objectives.len() >= 2)
+        .map(|p| (p.objectives[0], p.objectives[1]))
+        .filter(|&(x, y)| x < reference[0] && y < reference[1])
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let (mut area, mut best_y) = (0.0, reference[1]);
+    for (i, &(x, y)) in pts.iter().enumerate() {
+        if y >= best_y {
+            continue;
+        }
+        // The slab from this point's x to the next better point's x (or the reference).
+        let next_x = pts[i + 1..].iter().find(|p| p.1 < y).map_or(reference[0], |p| p.0);
+        area += (next_x - x) * (reference[1] - y);
+        best_y = y;
+    }
+    area
+}
+
+/// Non-dominated sorting (Deb et al. 2002): the fronts in order, each a list of indices.
+pub fn fronts(points: &[Evaluation]) -> Vec<Vec<usize>> {
+    let n = points.len();
+    let mut dominated_by = vec![0usize; n];
+    let mut dominates_list: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        for j in i + 1..n {
+            if dominates(&points[i], &points[j]) {
+                dominates_list[i].push(j);
+                dominated_by[j] += 1;
+            } else if dominates(&points[j], &points[i]) {
+                dominates_list[j].push(i);
+                dominated_by[i] += 1;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut current: Vec<usize> = (0..n).filter(|&i| dominated_by[i] == 0).collect();
+    while !current.is_empty() {
+        let mut next = Vec::new();
+        for &i in &current {
+            for &j in &dominates_list[i] {
+                dominated_by[j] -= 1;
+                if dominated_by[j] == 0 {
+                    next.push(j);
+                }
+            }
+        }
+        next.sort_unstable();
+        out.push(std::mem::replace(&mut current, next));
+    }
+    out
+}
+
+/// Crowding distance of each member of one front (infinite at the ends of every objective).
+pub fn crowding(points: &[Evaluation], front: &[usize]) -> Vec<f64> {
+    let mut d = vec![0.0; front.len()];
+    let m = front.first().map_or(0, |&i| points[i].objectives.len());
+    for k in 0..m {
+        let mut order: Vec<usize> = (0..front.len()).collect();
+        order.sort_by(|&a, &b| points[front[a]].objectives[k].total_cmp(&points[front[b]].objectives[k]));
+        let (lo, hi) = (points[front[order[0]]].objectives[k], points[front[order[order.len() - 1]]].objectives[k]);
+        d[order[0]] = f64::INFINITY;
+        d[order[order.len() - 1]] = f64::INFINITY;
+        if hi > lo {
+            for w in 1..order.len().saturating_sub(1) {
+                let gap = points[front[order[w + 1]]].objectives[k] - points[front[order[w - 1]]].objectives[k];
+                d[order[w]] += gap / (hi - lo);
+            }
+        }
+    }
+    d
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +123,27 @@ mod tests {
         assert!(dominates(&pts[0], &pts[1]));
         assert!(dominates(&pts[2], &pts[1]));
         assert_eq!(non_dominated(&pts), vec![0]);
+    }
+
+    #[test]
+    fn hypervolume_matches_hand_computation() {
+        // Points (1,3), (2,2), (3,1) with reference (4,4): 3*1 + 2*1 + 1*1 ... by slabs:
+        // x in [1,2): height 4-3 = 1; [2,3): 4-2 = 2; [3,4): 4-1 = 3 -> 6.
+        let pts = [e(&[1.0, 3.0], 0.0), e(&[2.0, 2.0], 0.0), e(&[3.0, 1.0], 0.0), e(&[3.5, 3.5], 0.0)];
+        assert!((hypervolume_2d(&pts, [4.0, 4.0]) - 6.0).abs() < 1e-12);
+        // Infeasible points and points beyond the reference add nothing.
+        let more = [e(&[0.0, 0.0], 1.0), e(&[5.0, 0.0], 0.0)];
+        let all: Vec<_> = pts.iter().chain(&more).cloned().collect();
+        assert!((hypervolume_2d(&all, [4.0, 4.0]) - 6.0).abs() < 1e-12);
+        assert_eq!(hypervolume_2d(&[], [1.0, 1.0]), 0.0);
+    }
+
+    #[test]
+    fn fronts_and_crowding_follow_nsga2() {
+        let pts = [e(&[1.0, 4.0], 0.0), e(&[2.0, 2.0], 0.0), e(&[4.0, 1.0], 0.0), e(&[3.0, 3.0], 0.0), e(&[4.0, 4.0], 0.0)];
+        assert_eq!(fronts(&pts), vec![vec![0, 1, 2], vec![3], vec![4]]);
+        // Middle point: (4-1)/(4-1) + (4-1)/(4-1) = 2; ends infinite.
+        let c = crowding(&pts, &[0, 1, 2]);
+        assert_eq!((c[0], c[1], c[2]), (f64::INFINITY, 2.0, f64::INFINITY));
     }
 }

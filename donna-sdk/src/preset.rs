@@ -6,9 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accuracy::PredictorConfig;
 use crate::data::Augment;
 use crate::distill::DistillConfig;
 use crate::error::{Result, SdkError};
+use crate::finetune::FinetuneConfig;
 use crate::optim::OptimizerKind;
 use crate::space::SearchSpace;
 use crate::train::TrainConfig;
@@ -26,6 +28,26 @@ pub struct Preset {
     pub teacher: TrainConfig,
     /// How block options are distilled.
     pub distill: DistillConfig,
+    /// How many architectures the accuracy predictor is fitted and judged on, and how they
+    /// are finetuned.
+    pub predictor: PredictorConfig,
+    /// How each device is searched.
+    pub search: SearchPreset,
+    /// How the models found are finetuned before export.
+    pub final_finetune: FinetuneConfig,
+}
+
+/// Search defaults of a preset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchPreset {
+    /// Searcher name.
+    pub searcher: String,
+    /// Individuals per generation.
+    pub population: usize,
+    /// Generations after the first.
+    pub generations: usize,
+    /// Models of the front finetuned and exported (spread over its latency range).
+    pub top: usize,
 }
 
 impl Preset {
@@ -69,8 +91,32 @@ pub fn preset(name: &str) -> Result<Preset> {
         options_per_pass: 8,
         max_options: Some(8),
     };
+    let predictor = PredictorConfig {
+        fit: 14,
+        holdout: 6,
+        finetune: FinetuneConfig {
+            steps: 100,
+            batch_size: 128,
+            lr: 0.02,
+            momentum: 0.9,
+            weight_decay: 5e-5,
+            temperature: 4.0,
+            kd_weight: 0.5,
+            val_images: Some(2_000),
+        },
+        folds: None,
+    };
     match name {
-        "quick" => Ok(Preset { name: name.into(), resolution: 32, width_mult: 0.25, teacher, distill }),
+        "quick" => Ok(Preset {
+            name: name.into(),
+            resolution: 32,
+            width_mult: 0.25,
+            teacher,
+            distill,
+            final_finetune: FinetuneConfig { steps: 300, val_images: Some(5_000), ..predictor.finetune.clone() },
+            predictor,
+            search: SearchPreset { searcher: "nsga2".into(), population: 32, generations: 10, top: 2 },
+        }),
         "full" => Ok(Preset {
             name: name.into(),
             resolution: 32,
@@ -83,6 +129,14 @@ pub fn preset(name: &str) -> Result<Preset> {
                 max_options: None,
                 ..distill
             },
+            predictor: PredictorConfig {
+                fit: 30,
+                holdout: 10,
+                finetune: FinetuneConfig { steps: 600, val_images: None, ..predictor.finetune.clone() },
+                folds: None,
+            },
+            search: SearchPreset { searcher: "nsga2".into(), population: 100, generations: 50, top: 4 },
+            final_finetune: FinetuneConfig { steps: 4_000, val_images: None, ..predictor.finetune },
         }),
         other => Err(SdkError::Unknown { kind: "preset", name: other.into(), known: PRESETS.join(", ") }),
     }

@@ -77,7 +77,7 @@ pub struct DistillCommand {
     merge: bool,
 }
 
-fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
+pub fn parse_shard(s: &str) -> anyhow::Result<(usize, usize)> {
     let parsed = s.split_once('/').and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
     match parsed {
         Some((i, n)) if n > 0 && i < n => Ok((i, n)),

@@ -53,6 +53,12 @@ pub struct PipelineArgs {
     teacher: TrainArgs,
     #[command(flatten)]
     distill: crate::cmd_distill::DistillArgs,
+    #[command(flatten)]
+    predictor: crate::cmd_predictor::PredictorArgs,
+    #[command(flatten)]
+    search: crate::cmd_search::SearchArgs,
+    #[command(flatten)]
+    finetune: crate::cmd_search::FinetuneArgs,
 }
 
 pub fn init(a: &InitArgs) -> anyhow::Result<()> {
@@ -152,7 +158,51 @@ pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
         opened.config.preset,
         opened.config.seed
     );
-    teacher_stage(&opened, &a.teacher, None)?;
-    crate::cmd_distill::stage(&opened, &a.distill, (0, 1), false)?;
+    let mut times: Vec<(String, f64)> = Vec::new();
+    let mut timed = |name: &str, start: std::time::Instant| times.push((name.to_owned(), start.elapsed().as_secs_f64()));
+    let t = std::time::Instant::now();
+    let teacher_report = teacher_stage(&opened, &a.teacher, None)?;
+    timed("teacher", t);
+    let t = std::time::Instant::now();
+    if crate::cmd_distill::stage(&opened, &a.distill, (0, 1), false)?.is_none() {
+        return Ok(());
+    }
+    timed("distill", t);
+    let t = std::time::Instant::now();
+    let Some(predictor) = crate::cmd_predictor::stage(&opened, &a.predictor, (0, 1))? else {
+        return Ok(());
+    };
+    timed("predictor", t);
+    let t = std::time::Instant::now();
+    let front = crate::cmd_search::stage(&opened, &a.search)?;
+    timed("search", t);
+    let t = std::time::Instant::now();
+    let models = crate::cmd_search::finetune_stage(&opened, &front.device, &a.finetune)?;
+    timed("finetune", t);
+    // The teacher priced like the models, through the run's latency cache.
+    let space = registry::space(&opened.config.space, &opened.config.space_config)?;
+    let cost = registry::device(&front.device)?;
+    let cache = donna_sdk::latency_cache::LatencyCache::open(&opened.dir.root().join("latency-cache.jsonl"))?;
+    let query = donna_sdk::CostQuery { batch: front.batch, precision: cost.info().precision };
+    let t_lat = cache.latency(cost.as_ref(), space.as_ref(), &[space.teacher()], &query)?[0];
+    let report = donna_sdk::report::RunReport {
+        config: &opened.config,
+        predictor: Some(&predictor),
+        front: &front,
+        references: vec![donna_sdk::report::Reference {
+            name: "teacher".into(),
+            report: teacher_report,
+            latency_ms: Some(t_lat.ms),
+            latency_cv: t_lat.cv,
+        }],
+        found: models
+            .into_iter()
+            .map(|(record, latency_ms)| donna_sdk::report::Found { record, latency_ms })
+            .collect(),
+        stage_seconds: times,
+    };
+    report.write(&opened.dir)?;
+    println!("{}", report.verdict().replace("**", ""));
+    println!("report -> {}", opened.dir.report().display());
     Ok(())
 }

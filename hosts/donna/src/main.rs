@@ -9,6 +9,8 @@ use donna_device_measured as _;
 use donna_device_s20 as _;
 use donna_device_v100 as _;
 use donna_layers as _;
+use donna_searcher_evolution as _;
+use donna_searcher_nsga2 as _;
 use donna_searcher_random as _;
 use donna_space_attention as _;
 use donna_space_efficientnet as _;
@@ -20,7 +22,9 @@ mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_list;
+mod cmd_predictor;
 mod cmd_run;
+mod cmd_search;
 mod progress_bar;
 mod run_args;
 mod space_args;
@@ -68,6 +72,16 @@ enum Command {
     /// Train a baseline from scratch with the teacher's schedule (an architecture, the
     /// smallest or largest of the space, or a linear classifier), for comparison.
     Train(cmd_run::TrainModelArgs),
+    /// Fit the accuracy predictor: finetune sampled architectures from their distilled blocks,
+    /// cross-validate predictors from block NSRs to accuracy, report rank correlation.
+    Predictor(cmd_predictor::PredictorCommand),
+    /// Predicted accuracy of architectures, with its uncertainty.
+    Predict(cmd_predictor::PredictArgs),
+    /// Search a device: a Pareto front of predicted accuracy against latency.
+    Search(cmd_search::SearchCommand),
+    /// Finetune models of a device's front (or given architectures) with KD and export them
+    /// (safetensors, architecture JSON, TorchScript).
+    Finetune(cmd_search::FinetuneCommand),
     /// Benchmarks (speed targets are checked here, not in tests).
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -76,6 +90,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    short_openmp_spin();
     keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -91,6 +106,10 @@ fn main() -> ExitCode {
         Command::Teacher(args) => cmd_run::teacher(&args),
         Command::Distill(args) => cmd_distill::run(&args),
         Command::Train(args) => cmd_run::train_model(&args),
+        Command::Predictor(args) => cmd_predictor::run(&args),
+        Command::Predict(args) => cmd_predictor::predict(&args),
+        Command::Search(args) => cmd_search::run_search(&args),
+        Command::Finetune(args) => cmd_search::run_finetune(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
     };
@@ -113,6 +132,22 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
+}
+
+/// Restarts the process with `GOMP_SPINCOUNT=10000` unless it is set. libgomp reads it when
+/// libtorch is loaded, before `main`; its default (busy-waiting up to ~300k spins between
+/// parallel regions) is fine on an idle machine but turns a 10-second finetune into minutes
+/// when anything else runs on a 2-core machine (measured: 562 s against ~10 s for the same
+/// finetune during a compile). A short spin costs nothing measurable when idle.
+fn short_openmp_spin() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GOMP_SPINCOUNT").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // exec only returns on failure; then carry on with the default spin.
+    let _ = std::process::Command::new(exe).args(args).env("GOMP_SPINCOUNT", "10000").exec();
 }
 
 /// 2 for problems with what the user gave (as clap does for bad flags), 1 for the rest.

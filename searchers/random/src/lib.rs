@@ -6,11 +6,8 @@
 //! (seeded, deduplicated, one batch per generation) as the evolutionary searchers.
 #![deny(missing_docs)]
 
-use std::collections::HashSet;
-
-use donna_sdk::pareto::non_dominated;
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
-use donna_sdk::searcher::{Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
+use donna_sdk::searcher::{Archive, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
 use donna_sdk::{Genome, Result, SdkError, SearchSpace, Settings, SplitMix64};
 
 /// Uniform random search.
@@ -32,38 +29,26 @@ impl Searcher for RandomSearch {
             return Err(SdkError::Config("random search needs a population of at least 1".into()));
         }
         let mut rng = SplitMix64::derive(settings.seed, "random-search");
-        let mut seen: HashSet<Genome> = HashSet::new();
-        let mut all: Vec<Individual> = Vec::new();
+        let mut archive = Archive::new(evaluator);
         for generation in 0..=settings.generations {
-            let mut batch = Vec::with_capacity(settings.population);
+            let mut batch: Vec<Genome> = Vec::with_capacity(settings.population);
             // A bounded number of draws: small spaces run out of new architectures.
             for _ in 0..settings.population * 20 {
                 if batch.len() == settings.population {
                     break;
                 }
                 let g = space.sample(&mut rng);
-                if seen.insert(g.clone()) {
+                if !archive.contains(&g) && !batch.contains(&g) {
                     batch.push(g);
                 }
             }
             if batch.is_empty() {
                 break;
             }
-            let evaluations = evaluator.evaluate(&batch)?;
-            if evaluations.len() != batch.len() {
-                return Err(SdkError::Config(format!(
-                    "the evaluator returned {} evaluations for {} architectures",
-                    evaluations.len(),
-                    batch.len()
-                )));
-            }
-            all.extend(
-                batch.into_iter().zip(evaluations).map(|(genome, evaluation)| Individual { genome, evaluation }),
-            );
-            let evals: Vec<_> = all.iter().map(|i| i.evaluation.clone()).collect();
-            progress(&GenerationReport { generation, evaluated: all.len(), front_size: non_dominated(&evals).len() });
+            archive.evaluate(evaluator, &batch)?;
+            progress(&archive.report(generation));
         }
-        Ok(all)
+        Ok(archive.into_individuals())
     }
 }
 
@@ -87,6 +72,7 @@ inventory::submit! { SearcherRegistration(&PROVIDER) }
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use donna_layers as _;
     use donna_sdk::searcher::Evaluation;
     use donna_sdk::SpaceConfig;
