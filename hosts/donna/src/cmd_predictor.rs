@@ -47,7 +47,9 @@ pub struct PredictorArgs {
 }
 
 impl PredictorArgs {
-    pub fn apply(&self, base: &PredictorConfig, train_images: usize) -> anyhow::Result<PredictorConfig> {
+    /// `base` with the flags applied and checked; `--finetune-epochs` becomes steps when the
+    /// number of training images is known.
+    pub fn apply(&self, base: &PredictorConfig, train_images: Option<usize>) -> anyhow::Result<PredictorConfig> {
         let mut c = base.clone();
         c.fit = self.archs.unwrap_or(c.fit);
         c.holdout = self.holdout.unwrap_or(c.holdout);
@@ -58,7 +60,9 @@ impl PredictorArgs {
             if !(e > 0.0 && e <= 1000.0) {
                 return usage(format!("--finetune-epochs {e} out of range (0, 1000]"));
             }
-            f.steps = ((e * train_images as f64 / f.batch_size.max(1) as f64).ceil() as usize).max(1);
+            if let Some(n) = train_images {
+                f.steps = ((e * n as f64 / f.batch_size.max(1) as f64).ceil() as usize).max(1);
+            }
         }
         f.lr = self.finetune_lr.unwrap_or(f.lr);
         f.temperature = self.temperature.unwrap_or(f.temperature);
@@ -98,10 +102,11 @@ pub struct PredictorCommand {
 
 /// Runs (this shard of) the predictor stage; returns the fitted file when every sample is done.
 pub fn stage(opened: &OpenedRun, args: &PredictorArgs, shard: (usize, usize)) -> anyhow::Result<Option<PredictorFile>> {
+    args.apply(&opened.preset.predictor, None)?;
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let quality = distill::load_quality(&opened.dir)?;
     let data = open_data(opened)?;
-    let config = args.apply(&opened.preset.predictor, data.dataset.info().train_len)?;
+    let config = args.apply(&opened.preset.predictor, Some(data.dataset.info().train_len))?;
     let seed = opened.config.seed;
     let samples = accuracy::plan_samples(space.as_ref(), &quality, config.fit, config.holdout, seed)?;
     let mine: Vec<_> = samples.iter().enumerate().filter(|(i, _)| i % shard.1 == shard.0).map(|(_, s)| s.clone()).collect();

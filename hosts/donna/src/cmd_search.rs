@@ -152,6 +152,9 @@ pub struct FinetuneArgs {
     /// Finetune steps per model [quick: 300].
     #[arg(long)]
     pub final_steps: Option<usize>,
+    /// Images per step of the final finetune.
+    #[arg(long)]
+    pub final_batch_size: Option<usize>,
     /// Peak learning rate of the final finetune.
     #[arg(long)]
     pub final_lr: Option<f64>,
@@ -186,6 +189,10 @@ pub fn finetune_stage(
     let mut config: FinetuneConfig = opened.preset.final_finetune.clone();
     config.steps = a.final_steps.unwrap_or(config.steps);
     config.lr = a.final_lr.unwrap_or(config.lr);
+    config.batch_size = a.final_batch_size.unwrap_or(config.batch_size);
+    if !(config.lr < 10.0) {
+        return usage(format!("--final-lr {} out of range (0, 10)", config.lr));
+    }
     config.validate()?;
     let mut chosen: Vec<(String, donna_sdk::Architecture, Option<f64>, Option<f64>)> = Vec::new();
     if a.finetune_archs.is_empty() {
