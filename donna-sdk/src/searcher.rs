@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Genome;
 use crate::error::{Result, SdkError};
-use crate::pareto::{hypervolume_2d, non_dominated};
+use crate::pareto::{dominates, hypervolume_2d};
 use crate::space::SearchSpace;
 
 /// Objectives of one genome, all minimised (e.g. `[-accuracy, latency]`), and whether it meets
@@ -89,13 +89,15 @@ pub struct Archive {
     index: HashMap<Genome, usize>,
     all: Vec<Individual>,
     reference: Option<[f64; 2]>,
+    /// Indices of the non-dominated individuals, kept up to date as evaluations arrive.
+    front: Vec<usize>,
 }
 
 impl Archive {
     /// An empty archive for `evaluator` (its reference point, if it has one).
     pub fn new(evaluator: &dyn Evaluator) -> Self {
         let reference = evaluator.reference_point().filter(|r| r.len() == 2).map(|r| [r[0], r[1]]);
-        Self { index: HashMap::new(), all: Vec::new(), reference }
+        Self { index: HashMap::new(), all: Vec::new(), reference, front: Vec::new() }
     }
 
     /// Whether `genome` has been evaluated.
@@ -107,8 +109,9 @@ impl Archive {
     /// batch's individuals in order.
     pub fn evaluate(&mut self, evaluator: &mut dyn Evaluator, batch: &[Genome]) -> Result<Vec<Individual>> {
         let mut fresh: Vec<Genome> = Vec::new();
+        let mut taken = std::collections::HashSet::new();
         for g in batch {
-            if !self.index.contains_key(g) && !fresh.contains(g) {
+            if !self.index.contains_key(g) && taken.insert(g) {
                 fresh.push(g.clone());
             }
         }
@@ -122,7 +125,12 @@ impl Archive {
                 )));
             }
             for (genome, evaluation) in fresh.into_iter().zip(evaluations) {
-                self.index.insert(genome.clone(), self.all.len());
+                let i = self.all.len();
+                if !self.front.iter().any(|&f| dominates(&self.all[f].evaluation, &evaluation)) {
+                    self.front.retain(|&f| !dominates(&evaluation, &self.all[f].evaluation));
+                    self.front.push(i);
+                }
+                self.index.insert(genome.clone(), i);
                 self.all.push(Individual { genome, evaluation });
             }
         }
@@ -134,12 +142,12 @@ impl Archive {
 
     /// The progress report after `generation`.
     pub fn report(&self, generation: usize) -> GenerationReport {
-        let evals: Vec<Evaluation> = self.all.iter().map(|i| i.evaluation.clone()).collect();
+        let front: Vec<Evaluation> = self.front.iter().map(|&i| self.all[i].evaluation.clone()).collect();
         GenerationReport {
             generation,
             evaluated: self.all.len(),
-            front_size: non_dominated(&evals).len(),
-            hypervolume: self.reference.map(|r| hypervolume_2d(&evals, r)),
+            front_size: front.len(),
+            hypervolume: self.reference.map(|r| hypervolume_2d(&front, r)),
         }
     }
 

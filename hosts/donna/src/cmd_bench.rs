@@ -57,6 +57,9 @@ pub enum BenchCommand {
     /// Measure one architecture several times, each a fresh measurement as `donna cost` takes
     /// it, and print how far apart the results are.
     Latency(LatencyBenchArgs),
+    /// The searchers on a DONNA-shaped problem (5 blocks x 384 options by default), and with
+    /// --pymoo the same problem in pymoo's NSGA-II: time and hypervolume side by side.
+    Search(crate::cmd_bench_search::SearchBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -64,6 +67,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Loader(a) => loader(&a),
         BenchCommand::Distill(a) => distill(&a),
         BenchCommand::Latency(a) => latency(&a),
+        BenchCommand::Search(a) => crate::cmd_bench_search::run(&a),
     }
 }
 

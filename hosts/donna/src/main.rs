@@ -18,6 +18,7 @@ use donna_space_mobilenet as _;
 
 mod cmd_arch;
 mod cmd_bench;
+mod cmd_bench_search;
 mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;

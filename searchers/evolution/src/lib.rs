@@ -12,6 +12,7 @@
 //! is what `--max-latency` asks for; `--searcher evolution:weights=1,0.5` trades them.
 #![deny(missing_docs)]
 
+use std::collections::HashSet;
 use std::collections::VecDeque;
 
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
@@ -69,12 +70,13 @@ impl Searcher for Evolution {
         let mut rng = SplitMix64::derive(settings.seed, "evolution");
         let mut archive = Archive::new(evaluator);
         let mut initial: Vec<Genome> = Vec::with_capacity(n);
+        let mut drawn = HashSet::new();
         for _ in 0..n * 20 {
             if initial.len() == n {
                 break;
             }
             let g = space.sample(&mut rng);
-            if !initial.contains(&g) {
+            if drawn.insert(g.clone()) {
                 initial.push(g);
             }
         }
@@ -83,6 +85,7 @@ impl Searcher for Evolution {
         for generation in 1..=settings.generations {
             let mut children = Vec::with_capacity(n);
             let mut attempts = 0;
+            let mut made = HashSet::new();
             while children.len() < n {
                 let mut best = rng.below(queue.len());
                 for _ in 1..sample {
@@ -93,7 +96,7 @@ impl Searcher for Evolution {
                 }
                 let child = space.mutate(&queue[best].genome, mutation, &mut rng);
                 attempts += 1;
-                if attempts > 50 * n || (!archive.contains(&child) && !children.contains(&child)) {
+                if attempts > 50 * n || (!archive.contains(&child) && made.insert(child.clone())) {
                     children.push(child);
                 }
             }

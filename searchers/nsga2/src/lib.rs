@@ -15,6 +15,7 @@
 //! Settings (`--searcher nsga2:crossover=0.9,mutation=0.2`) are optional.
 #![deny(missing_docs)]
 
+use std::collections::HashSet;
 use donna_sdk::pareto::{crowding, fronts};
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
 use donna_sdk::searcher::{Archive, Evaluation, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
@@ -90,12 +91,13 @@ impl Searcher for Nsga2 {
         let mut rng = SplitMix64::derive(settings.seed, "nsga2");
         let mut archive = Archive::new(evaluator);
         let mut initial: Vec<Genome> = Vec::with_capacity(n);
+        let mut drawn = HashSet::new();
         for _ in 0..n * 20 {
             if initial.len() == n {
                 break;
             }
             let g = space.sample(&mut rng);
-            if !initial.contains(&g) {
+            if drawn.insert(g.clone()) {
                 initial.push(g);
             }
         }
@@ -114,6 +116,7 @@ impl Searcher for Nsga2 {
             };
             let mut offspring: Vec<Genome> = Vec::with_capacity(n);
             let mut attempts = 0;
+            let mut made = HashSet::new();
             while offspring.len() < n {
                 let p1 = &pop[tournament(&mut rng)].genome;
                 let p2 = &pop[tournament(&mut rng)].genome;
@@ -122,14 +125,15 @@ impl Searcher for Nsga2 {
                 let child = space.mutate(&child, mutation, &mut rng);
                 attempts += 1;
                 // Prefer new architectures, but never loop forever in a small space.
-                if attempts > 50 * n || (!archive.contains(&child) && !offspring.contains(&child)) {
+                if attempts > 50 * n || (!archive.contains(&child) && made.insert(child.clone())) {
                     offspring.push(child);
                 }
             }
             let children = archive.evaluate(evaluator, &offspring)?;
+            let mut in_pool: HashSet<Genome> = pop.iter().map(|p| p.genome.clone()).collect();
             let mut pool = pop;
             for c in children {
-                if !pool.iter().any(|p| p.genome == c.genome) {
+                if in_pool.insert(c.genome.clone()) {
                     pool.push(c);
                 }
             }

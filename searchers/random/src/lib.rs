@@ -32,13 +32,14 @@ impl Searcher for RandomSearch {
         let mut archive = Archive::new(evaluator);
         for generation in 0..=settings.generations {
             let mut batch: Vec<Genome> = Vec::with_capacity(settings.population);
+            let mut drawn = std::collections::HashSet::new();
             // A bounded number of draws: small spaces run out of new architectures.
             for _ in 0..settings.population * 20 {
                 if batch.len() == settings.population {
                     break;
                 }
                 let g = space.sample(&mut rng);
-                if !archive.contains(&g) && !batch.contains(&g) {
+                if !archive.contains(&g) && drawn.insert(g.clone()) {
                     batch.push(g);
                 }
             }
