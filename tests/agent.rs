@@ -50,11 +50,12 @@ impl Drop for Agent {
     }
 }
 
-/// `donna cost` on the tiny mobilenet teacher through `device`, with `token` in the environment.
+/// `donna cost` of `extra` (architectures and flags; the tiny mobilenet teacher if none) on a
+/// tiny space configuration through `device`, with `token` in the environment.
 fn cost(device: &str, token: Option<&str>, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_donna"));
-    cmd.args(["cost", "--device", device, "mobilenet:teacher", "--resolution", "16", "--width-mult", "0.25"])
-        .args(["--classes", "10"])
+    cmd.args(["cost", "--device", device, "--resolution", "16", "--width-mult", "0.25", "--classes", "10"])
+        .args(if extra.iter().any(|a| a.starts_with("mobilenet:")) { &[][..] } else { &["mobilenet:teacher"][..] })
         .args(extra)
         .env_remove("DONNA_AGENT_TOKEN");
     if let Some(t) = token {
@@ -106,6 +107,12 @@ fn cost_measures_through_the_agent_and_the_second_request_is_served_by_the_cache
     assert_eq!(again.requests, stats.requests + 2, "only `hello` and this `stats` reached the agent: {again:?}");
     assert_eq!(std::fs::read_to_string(&cache).unwrap(), lines);
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // Several architectures of one space travel in one request, as a search generation does.
+    let two = cost(&device, Some("s3cret"), &["mobilenet:teacher", "mobilenet:smallest"]);
+    assert!(two.status.success(), "{}", text(&two.stderr));
+    let after = agent.client("s3cret").stats(TIMEOUT).unwrap();
+    assert_eq!((after.measured, after.requests), (3, again.requests + 3), "hello, one measure, stats: {after:?}");
 }
 
 #[test]

@@ -112,18 +112,30 @@ pub fn run(a: &CostArgs) -> anyhow::Result<()> {
         Some(other) => return crate::usage(format!("--precision {other} not in {{fp32, fp16, int8}}")),
     };
     let cache = a.cache.as_deref().map(donna_sdk::latency_cache::LatencyCache::open).transpose()?;
-    println!("{} ({}, {}; {})", info.device, info.runtime, info.runtime_version, info.method);
-    for text in &a.archs {
-        let (space, arch) = crate::cmd_arch::load_arch(text, &a.config)?;
-        let query = CostQuery { batch: a.batch, precision: precision.unwrap_or(info.precision) };
-        let archs = std::slice::from_ref(&arch);
-        let result = match &cache {
-            Some(c) => c.latency(device.as_ref(), space.as_ref(), archs, &query)?,
-            None => device.latency(space.as_ref(), archs, &query)?,
+    let query = CostQuery { batch: a.batch, precision: precision.unwrap_or(info.precision) };
+    let loaded: Vec<_> =
+        a.archs.iter().map(|text| crate::cmd_arch::load_arch(text, &a.config)).collect::<anyhow::Result<_>>()?;
+    // One call per space: a device that measures many networks per request (an agent) gets
+    // them all at once, as it would a search generation.
+    let mut latencies = vec![None; loaded.len()];
+    for (i, (space, _)) in loaded.iter().enumerate() {
+        if latencies[i].is_some() {
+            continue;
+        }
+        let same: Vec<usize> = (i..loaded.len()).filter(|&j| loaded[j].0.name() == space.name()).collect();
+        let archs: Vec<_> = same.iter().map(|&j| loaded[j].1.clone()).collect();
+        let priced = match &cache {
+            Some(c) => c.latency(device.as_ref(), space.as_ref(), &archs, &query)?,
+            None => device.latency(space.as_ref(), &archs, &query)?,
         };
-        let l = result[0];
+        for (&j, l) in same.iter().zip(priced) {
+            latencies[j] = Some(l);
+        }
+    }
+    println!("{} ({}, {}; {})", info.device, info.runtime, info.runtime_version, info.method);
+    for ((space, arch), l) in loaded.iter().zip(latencies.into_iter().flatten()) {
         let spread = l.cv.map(|cv| format!(" ± {:.1}%", 100.0 * cv)).unwrap_or_default();
-        println!("{:>10.3} ms{spread}  batch {}  {}", l.ms, a.batch, space.format_arch(&arch));
+        println!("{:>10.3} ms{spread}  batch {}  {}", l.ms, a.batch, space.format_arch(arch));
     }
     Ok(())
 }

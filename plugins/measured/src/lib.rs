@@ -157,8 +157,13 @@ impl Measured {
         deadline: Option<Instant>,
     ) -> Vec<Result<Latency>> {
         tch::set_num_threads(self.config.threads);
+        let late = || SdkError::Config("not measured: the time limit was reached first".to_owned());
         let mut out = Vec::with_capacity(archs.len());
         for chunk in archs.chunks(INTERLEAVED) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                out.extend(chunk.iter().map(|_| Err(late())));
+                continue;
+            }
             let built: Vec<Result<Workload>> = chunk
                 .iter()
                 .map(|a| {
@@ -172,10 +177,7 @@ impl Measured {
             for b in built {
                 out.push(match b {
                     Err(e) => Err(e),
-                    Ok(_) => timed
-                        .next()
-                        .flatten()
-                        .ok_or_else(|| SdkError::Config("not measured: the time limit was reached first".to_owned())),
+                    Ok(_) => timed.next().flatten().ok_or_else(late),
                 });
             }
         }
