@@ -23,6 +23,7 @@ mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;
 mod cmd_list;
+mod cmd_plugins;
 mod cmd_predictor;
 mod cmd_run;
 mod cmd_search;
@@ -41,6 +42,11 @@ use donna_sdk::SdkError;
 #[derive(Parser)]
 #[command(name = "donna", version, about, long_about = None, propagate_version = true)]
 struct Cli {
+    /// Load a plugin library (layer types, search spaces, devices) before running the
+    /// command; repeatable. See docs/plugins.md.
+    #[arg(long = "plugin", value_name = "PATH.so", global = true)]
+    plugins: Vec<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +61,8 @@ enum Command {
     Devices,
     /// List the search algorithms.
     Searchers,
+    /// List the loaded plugins (`--plugin`) and what each contributes.
+    Plugins,
     /// Latency of architectures on a hardware target.
     Cost(cmd_cost::CostArgs),
     /// Sample, show and check architectures.
@@ -94,11 +102,16 @@ fn main() -> ExitCode {
     short_openmp_spin();
     keep_freed_memory();
     let cli = Cli::parse();
+    if let Err(e) = cmd_plugins::load(&cli.plugins) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(exit_code(&e));
+    }
     let result = match cli.command {
         Command::Spaces => cmd_list::spaces(),
         Command::Layers => cmd_list::layers(),
         Command::Devices => cmd_list::devices(),
         Command::Searchers => cmd_list::searchers(),
+        Command::Plugins => cmd_plugins::list(),
         Command::Arch(cmd) => cmd_arch::run(cmd),
         Command::Cost(args) => cmd_cost::run(&args),
         Command::Datasets => cmd_data::datasets(),

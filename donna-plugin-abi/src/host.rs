@@ -1,0 +1,364 @@
+//! The host side: load a plugin library, check it, and register what it contributes with the
+//! SDK's registry behind adapters that implement the SDK's own traits, so every command uses a
+//! plugin's layer types, spaces and devices exactly like built-in ones.
+//!
+//! Each library is loaded through its own header (`lib_header_from_path`), not
+//! `RootModule::load_from_file`, which caches one module per interface type and would hand a
+//! second `--plugin` the first plugin again. Libraries are never unloaded.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Instant;
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::{RResult, RString};
+use donna_sdk::counters::Op;
+use donna_sdk::registry::{self, DeviceProvider, SpaceProvider};
+use donna_sdk::{
+    Architecture, CostModel, CostQuery, DeviceInfo, FeatureShape, Latency, LayerModule, LayerType, LayoutSpace, Result,
+    SdkError, SearchSpace, Settings, SpaceConfig,
+};
+use tch::nn;
+
+use crate::convert;
+use crate::ffi::*;
+
+/// A loaded plugin and what it contributed.
+#[derive(Clone, Debug)]
+pub struct LoadedPlugin {
+    /// The library.
+    pub path: PathBuf,
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its summary.
+    pub summary: String,
+    /// The interface version it was built against.
+    pub interface: String,
+    /// The libtorch version it was built against.
+    pub libtorch: String,
+    /// Names of its layer types.
+    pub layer_types: Vec<String>,
+    /// Names of its spaces.
+    pub spaces: Vec<String>,
+    /// Names of its devices.
+    pub devices: Vec<String>,
+    /// Milliseconds to open, check and register it.
+    pub load_ms: f64,
+}
+
+static LOADED: RwLock<Vec<LoadedPlugin>> = RwLock::new(Vec::new());
+
+/// The plugins loaded so far, in load order.
+pub fn loaded() -> Vec<LoadedPlugin> {
+    LOADED.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn refuse(path: &Path, why: impl fmt::Display) -> SdkError {
+    SdkError::Config(format!("plugin {}: {why}", path.display()))
+}
+
+/// Loads the plugin library at `path`, checks its interface version and layout (which covers
+/// the libtorch version), and registers its layer types, spaces and devices. A refusal is an
+/// [`SdkError::Config`] with a one-line reason.
+pub fn load(path: &Path) -> Result<LoadedPlugin> {
+    let start = Instant::now();
+    if !path.is_file() {
+        return Err(refuse(path, "no such file"));
+    }
+    // An absolute path, so the dynamic loader opens this file instead of searching its paths.
+    let absolute = std::fs::canonicalize(path).map_err(|e| refuse(path, e))?;
+    let header = lib_header_from_path(&absolute).map_err(|e| refuse(path, library_error(&e)))?;
+    let root = header.init_root_module::<PluginRef>().map_err(|e| refuse(path, library_error(&e)))?;
+    let contents = match (root.contents())() {
+        RResult::ROk(c) => c,
+        RResult::RErr(e) => return Err(refuse(path, format!("failed to start: {e}"))),
+    };
+    let info = &contents.info;
+    let plugin = info.name.to_string();
+    let mut record = LoadedPlugin {
+        path: path.to_owned(),
+        name: plugin.clone(),
+        version: info.version.to_string(),
+        summary: info.summary.to_string(),
+        interface: info.interface.to_string(),
+        libtorch: info.libtorch.to_string(),
+        layer_types: Vec::new(),
+        spaces: Vec::new(),
+        devices: Vec::new(),
+        load_ms: 0.0,
+    };
+    if let Some(other) = loaded().iter().find(|p| p.name == plugin) {
+        return Err(refuse(path, format!("a plugin named `{plugin}` is already loaded from {}", other.path.display())));
+    }
+    for layer in contents.layer_types {
+        let name = layer.name().to_string();
+        let summary = layer.summary().to_string();
+        registry::register_layer_type(Box::new(HostLayerType {
+            plugin: plugin.clone(),
+            name: name.clone(),
+            summary,
+            layer,
+        }))
+        .map_err(|e| refuse(path, e))?;
+        record.layer_types.push(name);
+    }
+    for space in contents.spaces {
+        let name = space.name().to_string();
+        let summary = space.summary().to_string();
+        registry::register_space(Box::new(HostSpace {
+            plugin: plugin.clone(),
+            name: name.clone(),
+            summary,
+            space: space.into(),
+        }))
+        .map_err(|e| refuse(path, e))?;
+        record.spaces.push(name);
+    }
+    for device in contents.devices {
+        let name = device.name().to_string();
+        let summary = device.summary().to_string();
+        registry::register_device(Box::new(HostDevice { plugin: plugin.clone(), name: name.clone(), summary, device }))
+            .map_err(|e| refuse(path, e))?;
+        record.devices.push(name);
+    }
+    record.load_ms = start.elapsed().as_secs_f64() * 1e3;
+    LOADED.write().unwrap_or_else(|e| e.into_inner()).push(record.clone());
+    Ok(record)
+}
+
+/// One line for a library that cannot be loaded as a donna plugin.
+fn library_error(e: &LibraryError) -> String {
+    match e {
+        LibraryError::OpenError { err, .. } => {
+            format!("not a loadable library ({})", err.to_string().lines().next().unwrap_or_default())
+        }
+        LibraryError::GetSymbolError { .. } => "not a donna plugin (it exports no plugin root module)".into(),
+        LibraryError::IncompatibleVersionNumber { actual_version, expected_version, .. } => format!(
+            "built against donna plugin interface {actual_version}, this donna loads interface \
+             {expected_version} (rebuild it against donna-plugin-abi {}.x)",
+            expected_version.major
+        ),
+        LibraryError::AbiInstability(report) => {
+            let report = report.to_string();
+            if std::env::var_os("DONNA_PLUGIN_REPORT").is_some() {
+                eprintln!("{report}");
+            }
+            match other_libtorch(&report) {
+                Some(theirs) => format!(
+                    "built against libtorch {theirs}, this donna uses libtorch {} (rebuild it with the same libtorch)",
+                    crate::LIBTORCH_TAG
+                ),
+                None => {
+                    let first = report.lines().map(str::trim).find(|l| l.starts_with("Error:")).unwrap_or_default();
+                    format!("its interface types differ from this donna's, though the versions match ({first})")
+                }
+            }
+        }
+        other => other.to_string().lines().next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// The libtorch version a layout report says the plugin's tensor types carry, when the report
+/// is about the libtorch tag.
+fn other_libtorch(report: &str) -> Option<String> {
+    // abi_stable reports a tag mismatch as `Expected: '<tag>'` then `Found: '<tag>'`; ours are
+    // libtorch versions, so an expected value equal to our tag means the plugin's is the found.
+    let lines: Vec<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let quoted = |l: &str| l.strip_prefix('\'').and_then(|l| l.strip_suffix('\'')).map(str::to_owned);
+    lines.windows(4).find_map(|w| {
+        let ours = w[0] == "Expected:" && quoted(w[1]).as_deref() == Some(crate::LIBTORCH_TAG);
+        if ours && w[2] == "Found:" {
+            quoted(w[3])
+        } else {
+            None
+        }
+    })
+}
+
+fn plugin_error(plugin: &str, what: &str, e: RString) -> SdkError {
+    SdkError::Config(format!("plugin `{plugin}` {what}: {e}"))
+}
+
+struct HostLayerType {
+    plugin: String,
+    name: String,
+    summary: String,
+    layer: LayerTypeBox,
+}
+
+impl HostLayerType {
+    fn err(&self, e: RString) -> SdkError {
+        // Setting errors keep their kind so the host can say which layer they came from.
+        SdkError::Setting(format!("{} (layer type `{}` of plugin `{}`)", e, self.name, self.plugin))
+    }
+}
+
+impl LayerType for HostLayerType {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn output_shape(&self, settings: &Settings, input: FeatureShape) -> Result<FeatureShape> {
+        self.layer
+            .output_shape(&convert::settings(settings), convert::shape(input))
+            .into_result()
+            .map(convert::sdk_shape)
+            .map_err(|e| self.err(e))
+    }
+    fn ops(&self, settings: &Settings, input: FeatureShape) -> Result<Vec<Op>> {
+        let ops = self.layer.ops(&convert::settings(settings), convert::shape(input)).into_result();
+        Ok(ops.map_err(|e| self.err(e))?.iter().map(convert::sdk_op).collect())
+    }
+    fn build(&self, path: &nn::Path, settings: &Settings, input: FeatureShape) -> Result<LayerModule> {
+        let built = self
+            .layer
+            .build(&convert::settings(settings), convert::shape(input), convert::device_index(path.device()))
+            .into_result()
+            .map_err(|e| self.err(e))?;
+        for p in built.params {
+            // `Path::add` takes one name component; the plugin's names are dotted paths.
+            let mut parts: Vec<&str> = p.name.split('.').collect();
+            let last = parts.pop().unwrap_or_default();
+            let sub = parts.iter().fold(path.clone(), |sub, c| sub / *c);
+            let _ = sub.add(last, p.tensor.into_tch(), p.trainable);
+        }
+        Ok(Box::new(HostModule {
+            label: format!("layer type `{}` of plugin `{}`", self.name, self.plugin),
+            module: built.module,
+        }))
+    }
+}
+
+struct HostModule {
+    label: String,
+    module: LayerModuleBox,
+}
+
+impl fmt::Debug for HostModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PluginModule({})", self.label)
+    }
+}
+
+impl nn::ModuleT for HostModule {
+    fn forward_t(&self, xs: &tch::Tensor, train: bool) -> tch::Tensor {
+        match self.module.forward(TensorRef::new(xs), train) {
+            RResult::ROk(t) => t.into_tch(),
+            // `ModuleT` has no error path; this panics on the host's side, like a tch op would.
+            RResult::RErr(e) => panic!("{}: forward failed: {e}", self.label),
+        }
+    }
+}
+
+struct HostSpace {
+    plugin: String,
+    name: String,
+    summary: String,
+    space: std::sync::Arc<SpaceProviderBox>,
+}
+
+impl SpaceProvider for HostSpace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn build(&self, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
+        let rconfig = convert::space_config(config);
+        let layout =
+            self.space.layout(rconfig).into_result().map_err(|e| plugin_error(&self.plugin, "space layout", e))?;
+        let provider = std::sync::Arc::clone(&self.space);
+        let plugin = self.plugin.clone();
+        let expand = move |index: usize, block: &donna_sdk::BlockSpec, option: &donna_sdk::BlockOption| {
+            let layers = provider
+                .block_layers(rconfig, index, &convert::block(block), &convert::settings(option))
+                .into_result()
+                .map_err(|e| plugin_error(&plugin, "block layers", e))?;
+            Ok(layers.iter().map(convert::sdk_layer).collect())
+        };
+        let space = LayoutSpace::new(
+            &self.name,
+            config.clone(),
+            layout.stem.iter().map(convert::sdk_layer).collect(),
+            layout.blocks.iter().map(convert::sdk_block).collect(),
+            layout.head.iter().map(convert::sdk_layer).collect(),
+            layout.teacher.iter().map(convert::sdk_settings).collect(),
+            Box::new(expand),
+        )?;
+        Ok(Box::new(space))
+    }
+}
+
+struct HostDevice {
+    plugin: String,
+    name: String,
+    summary: String,
+    device: DeviceProviderBox,
+}
+
+impl DeviceProvider for HostDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn summary(&self) -> &str {
+        &self.summary
+    }
+    fn build(&self, args: &str) -> Result<Box<dyn CostModel>> {
+        let model =
+            self.device.build(args.into()).into_result().map_err(|e| plugin_error(&self.plugin, "device", e))?;
+        Ok(Box::new(HostCostModel { plugin: self.plugin.clone(), model }))
+    }
+}
+
+struct HostCostModel {
+    plugin: String,
+    model: CostModelBox,
+}
+
+impl CostModel for HostCostModel {
+    fn info(&self) -> DeviceInfo {
+        convert::sdk_device_info(&self.model.info())
+    }
+
+    fn latency(&self, space: &dyn SearchSpace, archs: &[Architecture], query: &CostQuery) -> Result<Vec<Latency>> {
+        let priced = archs.iter().map(|a| arch_cost(space, a)).collect::<Result<Vec<_>>>()?;
+        let query = RCostQuery { batch: query.batch, precision: convert::precision(query.precision) };
+        let latencies = self
+            .model
+            .latency(priced.as_slice().into(), query)
+            .into_result()
+            .map_err(|e| plugin_error(&self.plugin, "latency", e))?;
+        Ok(latencies.iter().map(|l| Latency { ms: l.ms, cv: l.cv.into_option() }).collect())
+    }
+}
+
+fn arch_cost(space: &dyn SearchSpace, arch: &Architecture) -> Result<RArchCost> {
+    let count = donna_sdk::network::count_network(space, arch)?;
+    let blocks = space.blocks();
+    let parts = count
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let option = match i.checked_sub(1).filter(|b| *b < blocks.len()) {
+                Some(b) => blocks[b].format_option(&arch.blocks[b]),
+                None => String::new(),
+            };
+            let ops: Vec<Op> = p.layers.iter().flat_map(|l| l.ops.iter().cloned()).collect();
+            RPart {
+                name: p.name.as_str().into(),
+                option: option.into(),
+                input: convert::shape(p.input),
+                output: convert::shape(p.output),
+                ops: convert::vec(&ops, convert::op),
+            }
+        })
+        .collect();
+    Ok(RArchCost { space: arch.space.as_str().into(), text: space.format_arch(arch).into(), parts })
+}
