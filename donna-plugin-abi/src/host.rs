@@ -362,3 +362,104 @@ fn arch_cost(space: &dyn SearchSpace, arch: &Architecture) -> Result<RArchCost> 
         .collect();
     Ok(RArchCost { space: arch.space.as_str().into(), text: space.format_arch(arch).into(), parts })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The adapters both ways, in one process: what a plugin exports, wrapped as the host
+    //! wraps it, behaves like the SDK object it came from.
+
+    use donna_sdk::counters::{Counters, OpKind};
+    use tch::nn::OptimizerConfig;
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+    use crate::export::PluginBuilder;
+
+    /// A 1x1 convolution with batch norm; `out = 0` panics, like a plugin bug.
+    struct Mix;
+
+    impl LayerType for Mix {
+        fn name(&self) -> &str {
+            "mix"
+        }
+        fn summary(&self) -> &str {
+            "test layer"
+        }
+        fn output_shape(&self, s: &Settings, input: FeatureShape) -> Result<FeatureShape> {
+            Ok(input.with_channels(s.int("out")?))
+        }
+        fn ops(&self, s: &Settings, input: FeatureShape) -> Result<Vec<Op>> {
+            let out = s.int("out")?;
+            assert!(out > 0, "out must be positive");
+            let (c, pos) = (input.channels as u64, input.positions() as u64);
+            Ok(vec![
+                Op {
+                    kind: OpKind::Pointwise,
+                    macs: c * out as u64 * pos,
+                    params: c * out as u64,
+                    input_elems: 0,
+                    output_elems: 0,
+                },
+                Op { kind: OpKind::Norm, macs: 0, params: 2 * out as u64, input_elems: 0, output_elems: 0 },
+            ])
+        }
+        fn build(&self, path: &nn::Path, s: &Settings, input: FeatureShape) -> Result<LayerModule> {
+            let out = s.int("out")?;
+            let conv =
+                nn::conv2d(path / "conv", input.channels, out, 1, nn::ConvConfig { bias: false, ..Default::default() });
+            let bn = nn::batch_norm2d(path / "bn", out, Default::default());
+            Ok(Box::new(nn::seq_t().add(conv).add(bn)))
+        }
+    }
+
+    fn host_layer() -> HostLayerType {
+        let mut contents = PluginBuilder::new("test", "0", "test").layer_type(Mix).into_contents();
+        let layer = contents.layer_types.pop().unwrap();
+        HostLayerType { plugin: "test".into(), name: "mix".into(), summary: "test".into(), layer }
+    }
+
+    #[test]
+    fn a_plugin_layer_trains_in_the_hosts_var_store() {
+        let layer = host_layer();
+        let input = FeatureShape::new(4, 5, 5);
+        let settings = Settings::new().with("out", 6i64);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let module = layer.build(&(vs.root() / "blocks" / 0), &settings, input).unwrap();
+        let counted = Counters::of(&layer.ops(&settings, input).unwrap()).params;
+        assert_eq!(counted, donna_sdk::network::trainable_elems(&vs), "ops agree with the built module");
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(names.contains(&"blocks.0.conv.weight".to_owned()), "{names:?}");
+        assert!(names.contains(&"blocks.0.bn.running_mean".to_owned()), "buffers cross too: {names:?}");
+
+        let x = Tensor::randn([8, 4, 5, 5], (Kind::Float, Device::Cpu));
+        let target = Tensor::randn([8, 6, 5, 5], (Kind::Float, Device::Cpu));
+        let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+        let loss = |m: &LayerModule| (m.forward_t(&x, true) - &target).square().mean(Kind::Float);
+        let first = loss(&module).double_value(&[]);
+        for _ in 0..20 {
+            opt.backward_step(&loss(&module));
+        }
+        let last = loss(&module).double_value(&[]);
+        assert!(last < first, "the host's optimizer trains the plugin's tensors: {first} -> {last}");
+    }
+
+    #[test]
+    fn a_panic_in_plugin_code_is_an_error_for_that_call() {
+        let layer = host_layer();
+        let bad = Settings::new().with("out", 0i64);
+        let err = layer.ops(&bad, FeatureShape::new(4, 5, 5)).unwrap_err().to_string();
+        assert!(err.contains("panicked: out must be positive") && err.contains("`mix` of plugin `test`"), "{err}");
+        // The layer still works after the panic.
+        assert!(layer.ops(&Settings::new().with("out", 2i64), FeatureShape::new(4, 5, 5)).is_ok());
+        let missing = layer.output_shape(&Settings::new(), FeatureShape::new(4, 5, 5)).unwrap_err();
+        assert!(missing.to_string().contains("missing setting `out`"), "{missing}");
+    }
+
+    #[test]
+    fn libtorch_tag_mismatches_are_recognised_in_a_layout_report() {
+        let report =
+            format!("Tag:\n  '1.13.1'\nExtra:\n  Expected:\n    '{}'\n  Found:\n    '1.13.1'\n", crate::LIBTORCH_TAG);
+        assert_eq!(other_libtorch(&report).as_deref(), Some("1.13.1"));
+        assert_eq!(other_libtorch("Error:mismatched package\nExpected:\n  'a'\nFound:\n  'b'"), None);
+    }
+}
