@@ -55,6 +55,7 @@ pub mod run_dir;
 pub mod search;
 pub mod searcher;
 pub mod space;
+pub mod space_file;
 pub mod stats;
 pub mod subspace;
 pub mod teacher;

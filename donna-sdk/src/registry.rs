@@ -152,9 +152,13 @@ pub fn spaces() -> Vec<&'static dyn SpaceProvider> {
     sorted(v, |s| s.name())
 }
 
-/// Builds the space called `name` for `config`.
+/// Builds the space called `name` for `config`; `file:PATH` reads a space file (see
+/// [`crate::space_file`]).
 pub fn space(name: &str, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
     config.check()?;
+    if let Some(path) = name.strip_prefix("file:") {
+        return Ok(Box::new(crate::space_file::load(std::path::Path::new(path), config)?));
+    }
     find("search space", spaces(), name, |s| s.name())?.build(config)
 }
 

@@ -1,0 +1,138 @@
+//! Search spaces declared in a TOML file: a custom space goes through the whole pipeline from
+//! the command line, and malformed files are refused with the line and the field.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use donna_layers as _;
+
+use donna_sdk::{registry, SpaceConfig};
+
+const TINYNET: &str = r#"# A two-block space for tests.
+name = "tinynet"
+activation = "relu"
+
+[[stem]]
+type = "conv_bn_act"
+out = 16
+k = 3
+stride = 1
+
+[[block]]
+out = 24
+stride = 2
+teacher = "d2-e4-k3-tmbconv"
+[block.choices]
+t = ["mbconv", "fused_mbconv"]
+k = [3, 5]
+e = [2, 4]
+d = [1, 2]
+
+[[block]]
+out = 32
+stride = 2
+teacher = "d1-e4-k3"
+[block.choices]
+k = [3, 5]
+e = [2, 4]
+d = [1, 2]
+
+[[head]]
+type = "conv_bn_act"
+out = 64
+k = 1
+
+[[head]]
+type = "classifier"
+"#;
+
+fn donna(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_donna")).args(args).output().expect("donna runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("donna-space-file-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config() -> SpaceConfig {
+    SpaceConfig { resolution: 16, width_mult: 1.0, num_classes: 10, in_channels: 3 }
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    format!("file:{}", path.display())
+}
+
+#[test]
+fn a_space_file_builds_the_declared_blocks_and_teacher() {
+    let dir = temp_dir("build");
+    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let space = registry::space(&spec, &config()).unwrap();
+    assert_eq!(space.name(), "tinynet");
+    assert_eq!(space.blocks().len(), 2);
+    // 2 types x 2 kernels x 2 expansions x 2 depths; 2 x 2 x 2 in the second block.
+    assert_eq!(space.blocks()[0].options.len(), 16);
+    assert_eq!(space.blocks()[1].options.len(), 8);
+    assert_eq!((space.blocks()[1].output.channels, space.blocks()[1].output.height), (32, 4));
+    let teacher = space.teacher();
+    assert_eq!(space.format_arch(&teacher), "tinynet:d2-e4-k3-tmbconv/d1-e4-k3");
+    let counts = donna_sdk::network::count_network(space.as_ref(), &teacher).unwrap();
+    assert!(counts.total.params > 0 && counts.total.macs > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn malformed_space_files_name_the_line_and_the_field() {
+    let dir = temp_dir("bad");
+    let cases: [(&str, String, &str); 7] = [
+        ("syntax", TINYNET.replace("out = 24", "out = = 24"), ":12:"),
+        ("unknown layer", TINYNET.replace("\"fused_mbconv\"", "\"ghost\""), "block[0].choices.t"),
+        ("bad teacher", TINYNET.replace("d2-e4-k3-tmbconv", "d3-e4-k3-tmbconv"), "block[0].teacher"),
+        ("bad stride", TINYNET.replace("stride = 2\nteacher = \"d1", "stride = 9\nteacher = \"d1"), "block[1].stride"),
+        ("unknown field", TINYNET.replace("activation = \"relu\"", "activaton = \"relu\""), "activaton"),
+        ("no type", TINYNET.replace("type = \"classifier\"\n", "classes = 10\n"), "head[1]"),
+        ("bad name", TINYNET.replace("name = \"tinynet\"", "name = \"tiny net\""), ":2: name"),
+    ];
+    for (what, body, expected) in cases {
+        let spec = write(&dir, "bad.toml", &body);
+        let err = registry::space(&spec, &config()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("bad.toml") && err.contains(expected), "{what}: `{err}` lacks `{expected}`");
+    }
+    // Through the command line: exit code 2, one line, no panic.
+    let spec = write(&dir, "bad.toml", &TINYNET.replace("\"fused_mbconv\"", "\"ghost\""));
+    let o = donna(&["arch", "teacher", "--space", &spec]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("block[0].choices.t") && !text(&o).contains("panicked"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_space_file_goes_through_distill_search_and_finetune() {
+    let dir = temp_dir("pipeline");
+    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let run = dir.join("run");
+    let flags = format!(
+        "run --run {} --space {spec} --data synthetic:size=16,train=96,val=48 --resolution 16 --width-mult 1 \
+         --epochs 1 --batch-size 32 --steps 3 --max-options 3 --distill-batch-size 32 --val-images 48 \
+         --archs 4 --holdout 2 --finetune-steps 2 --finetune-batch-size 16 --finetune-val-images 48 \
+         --device s20 --population 4 --generations 1 --top 1 --final-steps 2 --final-batch-size 16",
+        run.display()
+    );
+    let args: Vec<&str> = flags.split_whitespace().collect();
+    let o = donna(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("quality table: 6 units"), "{}", text(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("tinynet:"), "{report}");
+    let models: Vec<_> = std::fs::read_dir(run.join("models")).unwrap().collect();
+    assert_eq!(models.len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
