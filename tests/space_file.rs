@@ -136,3 +136,31 @@ fn a_space_file_goes_through_distill_search_and_finetune() {
     assert_eq!(models.len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn explore_compares_the_fronts_of_two_spaces() {
+    let dir = temp_dir("explore");
+    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let root = dir.join("explore");
+    let flags = format!(
+        "explore --spaces mobilenet,{spec} --root {} --data synthetic:size=16,train=96,val=48 --resolution 16 \
+         --epochs 1 --batch-size 32 --steps 2 --max-options 3 --distill-batch-size 32 --val-images 48 \
+         --archs 4 --holdout 2 --finetune-steps 2 --finetune-batch-size 16 --finetune-val-images 48 \
+         --device v100 --population 4 --generations 1",
+        root.display()
+    );
+    let args: Vec<&str> = flags.split_whitespace().collect();
+    let o = donna(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(root.join("explore-v100.md")).unwrap();
+    assert!(md.contains("| mobilenet |") && md.contains("tinynet.toml |"), "{md}");
+    assert_eq!(md.matches("best ≤").count(), 4, "four default budgets: {md}");
+    let svg = std::fs::read_to_string(root.join("explore-v100.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2);
+    // Each space has its own run, resumable like `donna run`.
+    assert!(root.join("mobilenet/predictor.json").exists());
+    let again = donna(&args);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(root.join("explore-v100.md")).unwrap(), md, "the same comparison again");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -77,7 +77,7 @@ pub fn open_data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
     Ok(data)
 }
 
-fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<ModelReport> {
+pub(crate) fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<ModelReport> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let data = open_data(opened)?;
     let bars = Bars::new();

@@ -22,6 +22,7 @@ mod cmd_bench_search;
 mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;
+mod cmd_explore;
 mod cmd_list;
 mod cmd_plugins;
 mod cmd_predictor;
@@ -91,6 +92,9 @@ enum Command {
     /// Finetune models of a device's front (or given architectures) with KD and export them
     /// (safetensors, architecture JSON, TorchScript).
     Finetune(cmd_search::FinetuneCommand),
+    /// Compare search spaces on a device: teacher, distillation, predictor and search for each,
+    /// then their Pareto fronts in one plot and one table.
+    Explore(cmd_explore::ExploreArgs),
     /// Benchmarks (speed targets are checked here, not in tests).
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cmd_predictor::predict(&args),
         Command::Search(args) => cmd_search::run_search(&args),
         Command::Finetune(args) => cmd_search::run_finetune(&args),
+        Command::Explore(args) => cmd_explore::run(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
     };
