@@ -173,7 +173,8 @@ pub fn plan_samples(
     pool.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     let mut taken = vec![false; pool.len()];
     let mut out = Vec::new();
-    for (set, count, stream) in [(SampleSet::Fit, fit, "predictor-fit"), (SampleSet::Holdout, holdout, "predictor-holdout")]
+    for (set, count, stream) in
+        [(SampleSet::Fit, fit, "predictor-fit"), (SampleSet::Holdout, holdout, "predictor-holdout")]
     {
         let mut rng = SplitMix64::derive(seed, stream);
         for k in 0..count {
@@ -239,14 +240,8 @@ impl Finetuner<'_> {
         if pending.is_empty() {
             return Ok(0);
         }
-        let stream = KdStream::new(
-            self.teacher,
-            self.data,
-            self.config.steps,
-            self.config.batch_size,
-            self.seed,
-            progress,
-        )?;
+        let stream =
+            KdStream::new(self.teacher, self.data, self.config.steps, self.config.batch_size, self.seed, progress)?;
         for (i, s) in pending.iter().enumerate() {
             let phase = format!("{} ({}/{})", s.id, i + 1, pending.len());
             let result = self.one(s, &stream, &phase, progress)?;
@@ -361,8 +356,8 @@ impl AccuracyModel {
                 space.name()
             )));
         }
-        let predictor = predictor::from_json(&file.model)
-            .map_err(|e| SdkError::Config(format!("{}: {e}", path.display())))?;
+        let predictor =
+            predictor::from_json(&file.model).map_err(|e| SdkError::Config(format!("{}: {e}", path.display())))?;
         let quality = distill::load_quality(run)?;
         Ok(Self { file, predictor, quality })
     }
@@ -375,11 +370,19 @@ impl AccuracyModel {
 
 /// Fits every predictor on the fit results, judges them, writes `predictor.json`, the report
 /// and the plot, and returns the file.
-pub fn fit(run: &RunDir, space: &dyn SearchSpace, results: &[SampleResult], folds: Option<usize>) -> Result<PredictorFile> {
+pub fn fit(
+    run: &RunDir,
+    space: &dyn SearchSpace,
+    results: &[SampleResult],
+    folds: Option<usize>,
+) -> Result<PredictorFile> {
     let seed = results.first().map(|r| r.seed).unwrap_or(0);
     let (fit, held): (Vec<&SampleResult>, Vec<&SampleResult>) = results.iter().partition(|r| r.set == SampleSet::Fit);
     if fit.len() < 4 {
-        return Err(SdkError::Config(format!("fitting a predictor needs at least 4 finetuned architectures, got {}", fit.len())));
+        return Err(SdkError::Config(format!(
+            "fitting a predictor needs at least 4 finetuned architectures, got {}",
+            fit.len()
+        )));
     }
     let x: Vec<Vec<f64>> = fit.iter().map(|r| r.features.clone()).collect();
     let y: Vec<f64> = fit.iter().map(|r| 100.0 * r.accuracy).collect();
@@ -450,8 +453,16 @@ pub fn fit(run: &RunDir, space: &dyn SearchSpace, results: &[SampleResult], fold
         x_label: "measured accuracy (%)".into(),
         y_label: "predicted accuracy (%)".into(),
         series: vec![
-            Series::dots("fit (out-of-fold)", "steelblue", y.iter().copied().zip(oof[chosen.as_str()].iter().copied()).collect()),
-            Series::dots("held out", "crimson", hy.iter().copied().zip(held_pred[chosen.as_str()].iter().copied()).collect()),
+            Series::dots(
+                "fit (out-of-fold)",
+                "steelblue",
+                y.iter().copied().zip(oof[chosen.as_str()].iter().copied()).collect(),
+            ),
+            Series::dots(
+                "held out",
+                "crimson",
+                hy.iter().copied().zip(held_pred[chosen.as_str()].iter().copied()).collect(),
+            ),
         ],
         diagonal: true,
     };
@@ -491,13 +502,12 @@ fn report(file: &PredictorFile, results: &[SampleResult], oof: &[f64], held: &[f
         file.chosen,
         file.residual_rmse
     );
-    let _ = writeln!(
-        s,
-        "| predictor | {cv} tau | Spearman | MSE (pt²) | n | held-out tau | Spearman | MSE (pt²) | n |"
-    );
+    let _ =
+        writeln!(s, "| predictor | {cv} tau | Spearman | MSE (pt²) | n | held-out tau | Spearman | MSE (pt²) | n |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for sc in &file.scores {
-        let _ = writeln!(s, "| {} | {} | {} |", sc.name, fmt_agreement(Some(&sc.cv)), fmt_agreement(sc.holdout.as_ref()));
+        let _ =
+            writeln!(s, "| {} | {} | {} |", sc.name, fmt_agreement(Some(&sc.cv)), fmt_agreement(sc.holdout.as_ref()));
     }
     let _ = writeln!(
         s,

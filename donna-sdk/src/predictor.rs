@@ -45,8 +45,9 @@ pub fn new_predictor(name: &str) -> Result<Box<dyn Predictor>> {
 
 /// A fitted predictor from its `to_json` form.
 pub fn from_json(value: &serde_json::Value) -> Result<Box<dyn Predictor>> {
-    let state: State = serde_json::from_value(value.clone())
-        .map_err(|e| SdkError::Config(format!("not a fitted predictor ({e}); known kinds: {}", PREDICTORS.join(", "))))?;
+    let state: State = serde_json::from_value(value.clone()).map_err(|e| {
+        SdkError::Config(format!("not a fitted predictor ({e}); known kinds: {}", PREDICTORS.join(", ")))
+    })?;
     let p: Box<dyn Predictor> = match state {
         State::Linear(m) => Box::new(Linear { model: Some(m) }),
         State::Ridge { alpha, model } => Box::new(Ridge { alpha: Some(alpha), model: Some(model) }),
@@ -152,6 +153,7 @@ impl LinearModel {
 }
 
 /// Solves the augmented system `[A | b]` by Gaussian elimination with partial pivoting.
+#[allow(clippy::needless_range_loop)] // row and column indices are the algorithm
 fn solve(mut a: Vec<Vec<f64>>) -> Result<Vec<f64>> {
     let n = a.len();
     for col in 0..n {
@@ -249,8 +251,9 @@ impl Predictor for Ridge {
 
     fn to_json(&self) -> serde_json::Value {
         match (&self.model, self.alpha) {
-            (Some(m), Some(alpha)) => serde_json::to_value(State::Ridge { alpha, model: m.clone() })
-                .unwrap_or(serde_json::Value::Null),
+            (Some(m), Some(alpha)) => {
+                serde_json::to_value(State::Ridge { alpha, model: m.clone() }).unwrap_or(serde_json::Value::Null)
+            }
             _ => serde_json::Value::Null,
         }
     }
@@ -317,6 +320,7 @@ impl Default for Gbt {
 }
 
 impl Gbt {
+    #[allow(clippy::needless_range_loop)] // `f` indexes a feature of every sample
     fn grow(&self, x: &[Vec<f64>], r: &[f64], idx: Vec<usize>, depth: usize, nodes: &mut Vec<TreeNode>) -> usize {
         let mean = idx.iter().map(|&i| r[i]).sum::<f64>() / idx.len().max(1) as f64;
         let me = nodes.len();

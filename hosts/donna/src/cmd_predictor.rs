@@ -80,7 +80,7 @@ impl PredictorArgs {
         if f.val_images == Some(0) {
             return usage("--finetune-val-images must be at least 1");
         }
-        if !(f.lr < 10.0) {
+        if f.lr.is_nan() || f.lr >= 10.0 {
             return usage(format!("--finetune-lr {} out of range (0, 10)", f.lr));
         }
         f.validate()?;
@@ -109,7 +109,8 @@ pub fn stage(opened: &OpenedRun, args: &PredictorArgs, shard: (usize, usize)) ->
     let config = args.apply(&opened.preset.predictor, Some(data.dataset.info().train_len))?;
     let seed = opened.config.seed;
     let samples = accuracy::plan_samples(space.as_ref(), &quality, config.fit, config.holdout, seed)?;
-    let mine: Vec<_> = samples.iter().enumerate().filter(|(i, _)| i % shard.1 == shard.0).map(|(_, s)| s.clone()).collect();
+    let mine: Vec<_> =
+        samples.iter().enumerate().filter(|(i, _)| i % shard.1 == shard.0).map(|(_, s)| s.clone()).collect();
     let pending = mine.len() - accuracy::load_results(&opened.dir, &mine, &config.finetune, seed)?.len();
     if pending > 0 {
         let vs = VarStore::new(data.device);

@@ -190,7 +190,7 @@ pub fn finetune_stage(
     config.steps = a.final_steps.unwrap_or(config.steps);
     config.lr = a.final_lr.unwrap_or(config.lr);
     config.batch_size = a.final_batch_size.unwrap_or(config.batch_size);
-    if !(config.lr < 10.0) {
+    if config.lr.is_nan() || config.lr >= 10.0 {
         return usage(format!("--final-lr {} out of range (0, 10)", config.lr));
     }
     config.validate()?;
@@ -215,7 +215,8 @@ pub fn finetune_stage(
         return usage("nothing to finetune: the front has no feasible architecture");
     }
     let data = open_data(opened)?;
-    let exporter = Exporter { run: &opened.dir, space: space.as_ref(), data: &data, config: &config, seed: opened.config.seed };
+    let exporter =
+        Exporter { run: &opened.dir, space: space.as_ref(), data: &data, config: &config, seed: opened.config.seed };
     let bars = Bars::new();
     let mut stream: Option<KdStream> = None;
     let mut out = Vec::new();
@@ -225,7 +226,8 @@ pub fn finetune_stage(
         if stream.is_none() && !reusable {
             let vs = VarStore::new(data.device);
             let teacher_net = teacher::load(&opened.dir, space.as_ref(), &vs)?;
-            stream = Some(KdStream::new(&teacher_net, &data, config.steps, config.batch_size, opened.config.seed, &bars)?);
+            stream =
+                Some(KdStream::new(&teacher_net, &data, config.steps, config.batch_size, opened.config.seed, &bars)?);
         }
         let record = match (reusable, done, &stream) {
             (true, Some(r), _) => r,

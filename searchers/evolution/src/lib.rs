@@ -127,7 +127,7 @@ impl SearcherProvider for Provider {
                 other => other.token(),
             };
             e.weights = text
-                .split(|c| c == ',' || c == ';')
+                .split([',', ';'])
                 .map(|w| w.trim().parse::<f64>().ok().filter(|x| x.is_finite()))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| SdkError::Config(format!("evolution: weights `{text}` are not numbers")))?;
