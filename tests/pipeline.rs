@@ -131,7 +131,11 @@ fn the_pipeline_runs_end_to_end_reruns_skip_and_the_export_loads_in_libtorch() {
     let p = donna(&["predict", "--run", run.to_str().unwrap(), arch]);
     assert!(p.status.success(), "{}", text(&p));
     let printed: f64 = text(&p).split('%').next().unwrap().trim().parse().unwrap();
-    assert!((printed - front.front[0].predicted_accuracy).abs() < 0.01, "{} vs {printed}", front.front[0].predicted_accuracy);
+    assert!(
+        (printed - front.front[0].predicted_accuracy).abs() < 0.01,
+        "{} vs {printed}",
+        front.front[0].predicted_accuracy
+    );
 
     // Another searcher and a latency budget on the same predictor.
     let budget = front.front[0].latency_ms * 1.5;

@@ -200,7 +200,12 @@ impl Exporter<'_> {
         let norm = &self.data.normalization;
         artifact::write_json(
             &dir.arch(),
-            &ArchFile { text, arch: arch.clone(), space_config: self.space.config().clone(), normalization: norm.clone() },
+            &ArchFile {
+                text,
+                arch: arch.clone(),
+                space_config: self.space.config().clone(),
+                normalization: norm.clone(),
+            },
         )?;
         if self.data.device != Device::Cpu {
             // Trace on the CPU so the file loads anywhere.

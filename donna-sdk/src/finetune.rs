@@ -188,7 +188,9 @@ pub fn finetune(
         opt.step(schedule.at(step as u64));
         let l = loss.double_value(&[]);
         if !l.is_finite() {
-            return Err(SdkError::Config(format!("{phase}: finetuning diverged at step {step}; lower the learning rate")));
+            return Err(SdkError::Config(format!(
+                "{phase}: finetuning diverged at step {step}; lower the learning rate"
+            )));
         }
         if step < tail {
             first.push(l);
@@ -199,7 +201,8 @@ pub fn finetune(
         progress.advance(1, &format!("loss {l:.3}"));
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let outcome = FinetuneOutcome { first_loss: mean(&first), last_loss: mean(&last), seconds: start.elapsed().as_secs_f64() };
+    let outcome =
+        FinetuneOutcome { first_loss: mean(&first), last_loss: mean(&last), seconds: start.elapsed().as_secs_f64() };
     progress.finish(&format!(
         "{phase}: loss {:.3} -> {:.3} in {:.1} s",
         outcome.first_loss, outcome.last_loss, outcome.seconds

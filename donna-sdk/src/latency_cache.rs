@@ -119,12 +119,12 @@ impl LatencyCache {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use super::*;
     use crate::arch::Genome;
     use crate::cost::LatencyMethod;
     use crate::space::{BlockSpec, Dimension, SpaceConfig};
     use crate::FeatureShape;
+    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A device that counts what it is asked to price.

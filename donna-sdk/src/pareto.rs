@@ -59,7 +59,8 @@ pub fn fronts(points: &[Evaluation]) -> Vec<Vec<usize>> {
 /// The 2-objective sweep: feasible points sorted by (f1, f2) join the first front whose last
 /// point does not dominate them; infeasible points follow, one front per violation level.
 fn fronts_2d(points: &[Evaluation]) -> Vec<Vec<usize>> {
-    let (mut feasible, mut infeasible): (Vec<usize>, Vec<usize>) = (0..points.len()).partition(|&i| points[i].violation <= 0.0);
+    let (mut feasible, mut infeasible): (Vec<usize>, Vec<usize>) =
+        (0..points.len()).partition(|&i| points[i].violation <= 0.0);
     let o = |i: usize| (points[i].objectives[0], points[i].objectives[1]);
     feasible.sort_by(|&a, &b| o(a).0.total_cmp(&o(b).0).then(o(a).1.total_cmp(&o(b).1)).then(a.cmp(&b)));
     // Per front: the last point's (f1, f2); f2 of a front's last point is its minimum.
@@ -201,7 +202,8 @@ mod tests {
 
     #[test]
     fn fronts_and_crowding_follow_nsga2() {
-        let pts = [e(&[1.0, 4.0], 0.0), e(&[2.0, 2.0], 0.0), e(&[4.0, 1.0], 0.0), e(&[3.0, 3.0], 0.0), e(&[4.0, 4.0], 0.0)];
+        let pts =
+            [e(&[1.0, 4.0], 0.0), e(&[2.0, 2.0], 0.0), e(&[4.0, 1.0], 0.0), e(&[3.0, 3.0], 0.0), e(&[4.0, 4.0], 0.0)];
         assert_eq!(fronts(&pts), vec![vec![0, 1, 2], vec![3], vec![4]]);
         // Middle point: (4-1)/(4-1) + (4-1)/(4-1) = 2; ends infinite.
         let c = crowding(&pts, &[0, 1, 2]);

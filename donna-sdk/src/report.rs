@@ -110,7 +110,13 @@ impl RunReport<'_> {
         let _ = writeln!(
             s,
             "Space `{}` at {} px, width {}, {} classes; data `{}`; preset `{}`; seed {}.\n",
-            c.space, c.space_config.resolution, c.space_config.width_mult, c.space_config.num_classes, c.data, c.preset, c.seed
+            c.space,
+            c.space_config.resolution,
+            c.space_config.width_mult,
+            c.space_config.num_classes,
+            c.data,
+            c.preset,
+            c.seed
         );
         let _ = writeln!(s, "{}\n", self.verdict());
         let _ = writeln!(s, "## Models\n");
@@ -169,7 +175,14 @@ impl RunReport<'_> {
         let _ = writeln!(s, "| latency (ms) | predicted accuracy | MMACs | architecture |");
         let _ = writeln!(s, "|---|---|---|---|");
         for e in &f.front {
-            let _ = writeln!(s, "| {:.3} | {:.2}% | {:.2} | `{}` |", e.latency_ms, e.predicted_accuracy, e.macs as f64 / 1e6, e.arch);
+            let _ = writeln!(
+                s,
+                "| {:.3} | {:.2}% | {:.2} | `{}` |",
+                e.latency_ms,
+                e.predicted_accuracy,
+                e.macs as f64 / 1e6,
+                e.arch
+            );
         }
         if let Some(p) = self.predictor {
             let chosen = p.scores.iter().find(|x| x.name == p.chosen);

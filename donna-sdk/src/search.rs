@@ -218,12 +218,12 @@ impl SearchJob<'_> {
 /// The plot of every evaluated point and the front (and, when given, finetuned models).
 pub fn pareto_plot(file: &ParetoFile, everything: &[FrontEntry], extra: Option<Series>) -> Plot {
     let mut series = vec![
-        Series::dots(
-            "evaluated",
-            "#9bb7d4",
-            everything.iter().map(|e| (e.latency_ms, e.predicted_accuracy)).collect(),
+        Series::dots("evaluated", "#9bb7d4", everything.iter().map(|e| (e.latency_ms, e.predicted_accuracy)).collect()),
+        Series::line(
+            "Pareto front",
+            "crimson",
+            file.front.iter().map(|e| (e.latency_ms, e.predicted_accuracy)).collect(),
         ),
-        Series::line("Pareto front", "crimson", file.front.iter().map(|e| (e.latency_ms, e.predicted_accuracy)).collect()),
     ];
     series.extend(extra);
     Plot {

@@ -139,7 +139,8 @@ fn check_layer_type(src: &Source, span: &Range<usize>, field: &str, ty: &str) ->
 
 /// Reads the space declared in the TOML file at `path`, for `config`.
 pub fn load(path: &Path, config: &SpaceConfig) -> Result<LayoutSpace> {
-    let text = std::fs::read_to_string(path).map_err(|e| SdkError::Io { path: path.display().to_string(), source: e })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| SdkError::Io { path: path.display().to_string(), source: e })?;
     parse(&path.display().to_string(), &text, config)
 }
 
@@ -183,7 +184,10 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
             let vals = values
                 .get_ref()
                 .iter()
-                .map(|v| to_value(v).ok_or_else(|| src.err(&values.span(), &f, "values must be numbers, booleans or strings")))
+                .map(|v| {
+                    to_value(v)
+                        .ok_or_else(|| src.err(&values.span(), &f, "values must be numbers, booleans or strings"))
+                })
                 .collect::<Result<Vec<Value>>>()?;
             if key == "t" {
                 for v in &vals {
@@ -204,9 +208,8 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
             options,
             rules: Vec::new(),
         };
-        let option = spec
-            .parse_option(b, d.teacher.get_ref())
-            .map_err(|e| src.err(&d.teacher.span(), &field("teacher"), e))?;
+        let option =
+            spec.parse_option(b, d.teacher.get_ref()).map_err(|e| src.err(&d.teacher.span(), &field("teacher"), e))?;
         spec.option_index(b, &option).map_err(|e| src.err(&d.teacher.span(), &field("teacher"), e))?;
         teacher.push(option);
         blocks.push(spec);

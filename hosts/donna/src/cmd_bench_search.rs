@@ -68,7 +68,16 @@ impl Problem {
             lat.push(l);
         }
         let weights = (0..a.blocks).map(|b| 2.0 + (b % 4) as f64).collect();
-        Self { nsr, lat, weights, base: 80.0, overhead: 0.3, population: a.population, generations: a.generations, seed: a.seed }
+        Self {
+            nsr,
+            lat,
+            weights,
+            base: 80.0,
+            overhead: 0.3,
+            population: a.population,
+            generations: a.generations,
+            seed: a.seed,
+        }
     }
 
     fn objectives(&self, g: &[u32]) -> [f64; 2] {
@@ -83,7 +92,8 @@ impl Problem {
 
     /// The worst value of each objective, a little beyond: every point counts.
     fn reference(&self) -> [f64; 2] {
-        let worst = |t: &Vec<Vec<f64>>| t.iter().map(|r| r.iter().copied().fold(f64::MIN, f64::max)).collect::<Vec<_>>();
+        let worst =
+            |t: &Vec<Vec<f64>>| t.iter().map(|r| r.iter().copied().fold(f64::MIN, f64::max)).collect::<Vec<_>>();
         let acc = self.base - worst(&self.nsr).iter().zip(&self.weights).map(|(n, w)| n * w).sum::<f64>();
         let lat = self.overhead + worst(&self.lat).iter().sum::<f64>();
         [-acc + 0.01, lat + 0.01]

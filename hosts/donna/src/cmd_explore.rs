@@ -136,7 +136,8 @@ pub fn run(a: &ExploreArgs) -> anyhow::Result<()> {
         eprintln!("explore: {space} took {secs:.0} s in this invocation");
         let mut row = format!("| {space} | {} | {hv:.3} |", f.front.len());
         for b in &budgets {
-            let best = f.front.iter().filter(|e| e.latency_ms <= *b).map(|e| e.predicted_accuracy).fold(f64::NAN, f64::max);
+            let best =
+                f.front.iter().filter(|e| e.latency_ms <= *b).map(|e| e.predicted_accuracy).fold(f64::NAN, f64::max);
             let _ = write!(row, " {} |", if best.is_nan() { "—".to_owned() } else { format!("{best:.2}%") });
         }
         let _ = writeln!(md, "{row}");

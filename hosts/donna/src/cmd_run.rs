@@ -77,7 +77,11 @@ pub fn open_data(opened: &OpenedRun) -> anyhow::Result<TrainData> {
     Ok(data)
 }
 
-pub(crate) fn teacher_stage(opened: &OpenedRun, train: &TrainArgs, import: Option<&PathBuf>) -> anyhow::Result<ModelReport> {
+pub(crate) fn teacher_stage(
+    opened: &OpenedRun,
+    train: &TrainArgs,
+    import: Option<&PathBuf>,
+) -> anyhow::Result<ModelReport> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let data = open_data(opened)?;
     let bars = Bars::new();
@@ -159,7 +163,8 @@ pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
         opened.config.seed
     );
     let mut times: Vec<(String, f64)> = Vec::new();
-    let mut timed = |name: &str, start: std::time::Instant| times.push((name.to_owned(), start.elapsed().as_secs_f64()));
+    let mut timed =
+        |name: &str, start: std::time::Instant| times.push((name.to_owned(), start.elapsed().as_secs_f64()));
     let t = std::time::Instant::now();
     let teacher_report = teacher_stage(&opened, &a.teacher, None)?;
     timed("teacher", t);
@@ -195,10 +200,7 @@ pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
             latency_ms: Some(t_lat.ms),
             latency_cv: t_lat.cv,
         }],
-        found: models
-            .into_iter()
-            .map(|(record, latency_ms)| donna_sdk::report::Found { record, latency_ms })
-            .collect(),
+        found: models.into_iter().map(|(record, latency_ms)| donna_sdk::report::Found { record, latency_ms }).collect(),
         stage_seconds: times,
     };
     report.write(&opened.dir)?;

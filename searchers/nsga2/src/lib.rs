@@ -15,11 +15,11 @@
 //! Settings (`--searcher nsga2:crossover=0.9,mutation=0.2`) are optional.
 #![deny(missing_docs)]
 
-use std::collections::HashSet;
 use donna_sdk::pareto::{crowding, fronts};
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
 use donna_sdk::searcher::{Archive, Evaluation, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
 use donna_sdk::{Genome, Result, SdkError, SearchSpace, Settings, SplitMix64};
+use std::collections::HashSet;
 
 /// NSGA-II.
 #[derive(Clone, Debug)]
@@ -120,8 +120,7 @@ impl Searcher for Nsga2 {
             while offspring.len() < n {
                 let p1 = &pop[tournament(&mut rng)].genome;
                 let p2 = &pop[tournament(&mut rng)].genome;
-                let child =
-                    if rng.unit() < self.crossover { space.crossover(p1, p2, &mut rng) } else { p1.clone() };
+                let child = if rng.unit() < self.crossover { space.crossover(p1, p2, &mut rng) } else { p1.clone() };
                 let child = space.mutate(&child, mutation, &mut rng);
                 attempts += 1;
                 // Prefer new architectures, but never loop forever in a small space.

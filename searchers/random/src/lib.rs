@@ -73,11 +73,11 @@ inventory::submit! { SearcherRegistration(&PROVIDER) }
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use donna_layers as _;
     use donna_sdk::searcher::Evaluation;
     use donna_sdk::SpaceConfig;
     use donna_space_mobilenet as _;
+    use std::collections::HashSet;
 
     /// Two objectives from the genome alone: the sum of option indices and its negation plus
     /// the first block's index, so the front is not everything.
