@@ -158,6 +158,26 @@ fn the_pipeline_runs_end_to_end_reruns_skip_and_the_export_loads_in_libtorch() {
     let s20: ParetoFile = artifact::read_json(&run.join("search/s20/pareto.json")).unwrap();
     assert_eq!(s20.searcher, "evolution");
     assert!(s20.front.iter().filter(|e| e.feasible).all(|e| e.latency_ms <= budget));
+
+    // Compression: the run's teacher becomes the teacher of a space of smaller options.
+    let budget = front.front[0].latency_ms * 1.2;
+    let out = dir.join("compressed");
+    let flags = format!(
+        "compress --model {} --out {} --device v100 --max-latency {budget} --steps 2 --max-options 3 \
+         --distill-batch-size 32 --val-images 48 --archs 4 --holdout 2 --finetune-steps 2 \
+         --finetune-batch-size 16 --finetune-val-images 48 --population 6 --generations 1 \
+         --final-steps 2 --final-batch-size 16",
+        run.display(),
+        out.display()
+    );
+    let c = donna(&flags.split_whitespace().collect::<Vec<_>>());
+    assert!(c.status.success(), "{}", text(&c));
+    let table = std::fs::read_to_string(out.join("compress.md")).unwrap();
+    assert!(table.contains("| before |") && table.contains("| after | `mobilenet:"), "{table}");
+    let config: donna_sdk::RunConfig = artifact::read_json(&out.join("run.json")).unwrap();
+    assert!(config.space.starts_with("compress:mobilenet:"), "{}", config.space);
+    let after: ParetoFile = artifact::read_json(&out.join("search/v100/pareto.json")).unwrap();
+    assert!(after.front.iter().any(|e| e.feasible && e.latency_ms <= budget));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

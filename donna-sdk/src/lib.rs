@@ -29,6 +29,7 @@ pub mod analytical;
 pub mod arch;
 pub mod artifact;
 pub mod checkpoint;
+pub mod compress;
 pub mod compute;
 pub mod cost;
 pub mod counters;

@@ -153,9 +153,13 @@ pub fn spaces() -> Vec<&'static dyn SpaceProvider> {
 }
 
 /// Builds the space called `name` for `config`; `file:PATH` reads a space file (see
-/// [`crate::space_file`]).
+/// [`crate::space_file`]), `compress:ARCH` is the compression space around an architecture
+/// (see [`crate::compress`]).
 pub fn space(name: &str, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
     config.check()?;
+    if let Some(arch) = name.strip_prefix(crate::compress::PREFIX) {
+        return Ok(Box::new(crate::compress::CompressSpace::new(arch, config)?));
+    }
     if let Some(path) = name.strip_prefix("file:") {
         return Ok(Box::new(crate::space_file::load(std::path::Path::new(path), config)?));
     }

@@ -19,6 +19,7 @@ use donna_space_mobilenet as _;
 mod cmd_arch;
 mod cmd_bench;
 mod cmd_bench_search;
+mod cmd_compress;
 mod cmd_cost;
 mod cmd_data;
 mod cmd_distill;
@@ -92,6 +93,10 @@ enum Command {
     /// Finetune models of a device's front (or given architectures) with KD and export them
     /// (safetensors, architecture JSON, TorchScript).
     Finetune(cmd_search::FinetuneCommand),
+    /// Hardware-aware compression: a model becomes the teacher of a space of smaller options
+    /// around its blocks; the most accurate architecture within the latency budget is
+    /// finetuned from its distilled blocks (before/after table).
+    Compress(cmd_compress::CompressArgs),
     /// Compare search spaces on a device: teacher, distillation, predictor and search for each,
     /// then their Pareto fronts in one plot and one table.
     Explore(cmd_explore::ExploreArgs),
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cmd_predictor::predict(&args),
         Command::Search(args) => cmd_search::run_search(&args),
         Command::Finetune(args) => cmd_search::run_finetune(&args),
+        Command::Compress(args) => cmd_compress::run(&args),
         Command::Explore(args) => cmd_explore::run(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
