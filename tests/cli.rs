@@ -329,3 +329,28 @@ fn cost_calibrate_refits_a_profile_to_measurements_that_profile_then_prices() {
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lut_error_compares_a_block_table_with_whole_networks_and_bench_latency_repeats_one() {
+    let tiny = ["--resolution", "16", "--width-mult", "0.25", "--classes", "10"];
+    let quick = "cpu:threads=1,warmup=1,repeats=3,rounds=2,max_rounds=3";
+    let lut = ["cost", "lut-error", "--device", quick, "--space", "mobilenet", "--archs", "3", "--seed", "1"];
+    let dir = temp_dir("lut");
+    let table = dir.join("lut.json");
+    let o = donna(&[&lut[..], &tiny[..], &["--lut-out", table.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("MAPE") && out.contains("Kendall tau"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("mobilenet:")).count(), 3, "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&table).unwrap()).unwrap();
+    assert_eq!(doc["blocks"].as_array().unwrap().len(), 6);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let o = donna(&[&lut[..6], &["--archs", "1"], &tiny[..]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let bench = ["bench", "latency", "--device", quick, "--arch", "mobilenet:teacher", "--runs", "2"];
+    let o = donna(&[&bench[..], &tiny[..]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("spread (max - min) / min"), "{}", stdout(&o));
+}

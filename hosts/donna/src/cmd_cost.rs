@@ -1,10 +1,12 @@
 //! `donna cost --device D ARCH`: an architecture's latency on a hardware target.
+//! `donna cost calibrate`: refit an analytical model to your measurements.
+//! `donna cost lut-error`: how far a per-block lookup table is from whole-network measurements.
 
 use clap::Args;
 use donna_sdk::cost::{CostQuery, Precision};
 use donna_sdk::registry;
 
-use crate::space_args::ConfigArgs;
+use crate::space_args::{ConfigArgs, SpaceArgs};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -35,6 +37,93 @@ pub enum CostCommand {
     /// Refit an analytical device's profile to your own measurements and write it, for use as
     /// `--device profile:FILE`.
     Calibrate(CalibrateArgs),
+    /// Build a per-block lookup table (each option timed alone, plus stem and head) for the
+    /// options of N sampled architectures, sum it per architecture, measure the whole networks,
+    /// and print the table's error (MAPE) and rank agreement (Kendall tau).
+    LutError(LutErrorArgs),
+}
+
+#[derive(Args)]
+pub struct LutErrorArgs {
+    /// Measured device, `cpu[:SETTINGS]` or `cuda[:SETTINGS]`.
+    #[arg(long, short = 'd', default_value = "cpu")]
+    device: String,
+    #[command(flatten)]
+    space: SpaceArgs,
+    /// Architectures sampled.
+    #[arg(long, default_value_t = 20)]
+    archs: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    batch: i64,
+    /// Also write the lookup table (JSON).
+    #[arg(long, value_name = "FILE.json")]
+    lut_out: Option<std::path::PathBuf>,
+}
+
+fn lut_error(a: &LutErrorArgs) -> anyhow::Result<()> {
+    use donna_device_measured::{lut::BlockLut, Measured};
+    use donna_sdk::stats::{kendall_tau, mape};
+    use donna_sdk::CostModel;
+
+    if !(2..=10_000).contains(&a.archs) {
+        return crate::usage(format!("--archs {} out of range 2..=10000", a.archs));
+    }
+    if !(1..=65_536).contains(&a.batch) {
+        return crate::usage(format!("--batch {} out of range 1..=65536", a.batch));
+    }
+    let space = a.space.build()?;
+    let measured = Measured::from_spec(&a.device)?;
+    let info = measured.info();
+    let mut rng = donna_sdk::SplitMix64::new(a.seed);
+    let archs: Vec<_> = (0..a.archs).map(|_| space.decode(&space.sample(&mut rng))).collect();
+
+    let t = std::time::Instant::now();
+    let lut = BlockLut::build(&measured, space.as_ref(), &archs, a.batch)?;
+    let lut_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let whole: Vec<f64> = measured
+        .latency(space.as_ref(), &archs, &CostQuery { batch: a.batch, precision: Precision::Fp32 })?
+        .iter()
+        .map(|l| l.ms)
+        .collect();
+    let whole_s = t.elapsed().as_secs_f64();
+    let table: Vec<f64> = archs.iter().map(|arch| lut.latency_ms(space.as_ref(), arch)).collect::<Result<_, _>>()?;
+
+    println!("{} ({}, {}), batch {}", info.device, info.runtime, info.runtime_version, a.batch);
+    println!(
+        "lookup table: {} block options + stem ({:.3} ms) + head ({:.3} ms), timed alone in {lut_s:.1} s; \
+         {} whole networks measured in {whole_s:.1} s",
+        lut.options(),
+        lut.stem.ms,
+        lut.head.ms,
+        archs.len()
+    );
+    println!("{:>4} {:>10} {:>12} {:>8}  architecture", "#", "table ms", "measured ms", "error");
+    for (i, arch) in archs.iter().enumerate() {
+        println!(
+            "{i:>4} {:>10.3} {:>12.3} {:>+7.1}%  {}",
+            table[i],
+            whole[i],
+            100.0 * (table[i] / whole[i] - 1.0),
+            space.format_arch(arch)
+        );
+    }
+    let bias = 100.0 * (table.iter().sum::<f64>() / whole.iter().sum::<f64>() - 1.0);
+    println!(
+        "MAPE {:.1}%, Kendall tau {:.3}, table total {bias:+.1}% of measured ({} architectures)",
+        mape(&table, &whole),
+        kendall_tau(&table, &whole),
+        archs.len()
+    );
+    if let Some(path) = &a.lut_out {
+        donna_sdk::artifact::write_json(path, &lut)?;
+        println!("lookup table -> {}", path.display());
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -90,8 +179,10 @@ fn calibrate(a: &CalibrateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(a: &CostArgs) -> anyhow::Result<()> {
-    if let Some(CostCommand::Calibrate(c)) = &a.sub {
-        return calibrate(c);
+    match &a.sub {
+        Some(CostCommand::Calibrate(c)) => return calibrate(c),
+        Some(CostCommand::LutError(l)) => return lut_error(l),
+        None => {}
     }
     let Some(device_name) = &a.device else {
         return crate::usage("give --device NAME and one or more architectures (or `donna cost calibrate`)");
