@@ -88,6 +88,17 @@ fn the_pipeline_runs_end_to_end_reruns_skip_and_the_export_loads_in_libtorch() {
         "along a front, slower is never less accurate"
     );
 
+    // The plan with the same flags finds every unit done.
+    let plan = "--steps 3 --max-options 2 --distill-batch-size 32 --val-images 48 --archs 5 --holdout 3 \
+                --finetune-steps 3 --finetune-batch-size 16 --finetune-val-images 48 --summary";
+    let mut plan_args = vec!["plan", "--run", run.to_str().unwrap()];
+    plan_args.extend(plan.split_whitespace());
+    let p = donna(&plan_args);
+    assert!(p.status.success(), "{}", text(&p));
+    for line in ["distill    12 units: 12 done", "predictor  9 units: 9 done", "finetune   1 units: 1 done"] {
+        assert!(text(&p).contains(line), "`{line}` missing from the plan:\n{}", text(&p));
+    }
+
     // A re-run redoes nothing: the same predictor, front and models, byte for byte.
     let model_dirs = models(&run);
     assert_eq!(model_dirs.len(), 1);

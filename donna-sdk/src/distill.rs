@@ -181,7 +181,7 @@ pub fn unit_result(run: &RunDir, u: Unit) -> Result<Option<UnitResult>> {
 }
 
 /// Whether a finished unit counts for a run with `config` and `seed`.
-fn reusable(r: &UnitResult, config: &DistillConfig, seed: u64) -> bool {
+pub fn reusable(r: &UnitResult, config: &DistillConfig, seed: u64) -> bool {
     r.steps == config.steps && r.seed == seed && r.metric == crate::nsr::METRIC
 }
 

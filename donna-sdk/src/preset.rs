@@ -113,9 +113,9 @@ pub fn preset(name: &str) -> Result<Preset> {
             width_mult: 0.25,
             teacher,
             distill,
-            final_finetune: FinetuneConfig { steps: 300, val_images: Some(5_000), ..predictor.finetune.clone() },
+            final_finetune: FinetuneConfig { steps: 200, val_images: Some(5_000), ..predictor.finetune.clone() },
             predictor,
-            search: SearchPreset { searcher: "nsga2".into(), population: 32, generations: 10, top: 2 },
+            search: SearchPreset { searcher: "nsga2".into(), population: 24, generations: 8, top: 2 },
         }),
         "full" => Ok(Preset {
             name: name.into(),

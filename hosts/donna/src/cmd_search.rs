@@ -24,10 +24,10 @@ pub struct SearchArgs {
     /// Search algorithm, `NAME[:KEY=VALUE,...]` (see `donna searchers`) [default: nsga2].
     #[arg(long)]
     pub searcher: Option<String>,
-    /// Architectures per generation [quick: 32, full: 100].
+    /// Architectures per generation [quick: 24, full: 100].
     #[arg(long)]
     pub population: Option<usize>,
-    /// Generations after the first [quick: 10, full: 50].
+    /// Generations after the first [quick: 8, full: 50].
     #[arg(long)]
     pub generations: Option<usize>,
     /// Latency budget in ms: slower architectures are infeasible.
@@ -143,13 +143,13 @@ pub fn run_search(a: &SearchCommand) -> anyhow::Result<()> {
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct FinetuneArgs {
-    /// Models of the device's front to finetune, spread over its latency range [quick: 2].
+    /// Models of the device's front to finetune, spread over its latency range [quick: 2, full: 4].
     #[arg(long)]
     pub top: Option<usize>,
     /// Finetune this architecture instead of front members (repeatable).
     #[arg(long = "arch", value_name = "ARCH")]
     pub finetune_archs: Vec<String>,
-    /// Finetune steps per model [quick: 300].
+    /// Finetune steps per model [quick: 200, full: 4000].
     #[arg(long)]
     pub final_steps: Option<usize>,
     /// Images per step of the final finetune.

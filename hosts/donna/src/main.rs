@@ -25,6 +25,7 @@ mod cmd_data;
 mod cmd_distill;
 mod cmd_explore;
 mod cmd_list;
+mod cmd_plan;
 mod cmd_plugins;
 mod cmd_predictor;
 mod cmd_run;
@@ -97,6 +98,9 @@ enum Command {
     /// around its blocks; the most accurate architecture within the latency budget is
     /// finetuned from its distilled blocks (before/after table).
     Compress(cmd_compress::CompressArgs),
+    /// Every work unit of a run (teacher epochs, BKD units, predictor samples, searches,
+    /// models) and its state: done, pending, stale or waiting.
+    Plan(cmd_plan::PlanArgs),
     /// Compare search spaces on a device: teacher, distillation, predictor and search for each,
     /// then their Pareto fronts in one plot and one table.
     Explore(cmd_explore::ExploreArgs),
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::Search(args) => cmd_search::run_search(&args),
         Command::Finetune(args) => cmd_search::run_finetune(&args),
         Command::Compress(args) => cmd_compress::run(&args),
+        Command::Plan(args) => cmd_plan::run(&args),
         Command::Explore(args) => cmd_explore::run(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
