@@ -99,6 +99,7 @@ fn latency(a: &LatencyBenchArgs) -> anyhow::Result<()> {
     let query = donna_sdk::cost::CostQuery { batch: a.batch, precision: info.precision };
     println!("{} ({}, {}; {}), batch {}", info.device, info.runtime, info.runtime_version, info.method, a.batch);
     println!("{}", space.format_arch(&arch));
+    let cpu_before = CpuTimes::now();
     let mut ms = Vec::with_capacity(a.runs);
     for run in 1..=a.runs {
         let t = Instant::now();
@@ -109,7 +110,45 @@ fn latency(a: &LatencyBenchArgs) -> anyhow::Result<()> {
     }
     let (min, max) = ms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
     println!("min {min:.3} ms, max {max:.3} ms: spread (max - min) / min = {:.1}%", 100.0 * (max / min - 1.0));
+    // Other work on the machine is what moves measurements most: show how much there was.
+    if let (Some(before), Some(after)) = (cpu_before, CpuTimes::now()) {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!(
+            "other processes used {:.2} of {cores} cores meanwhile{}",
+            after.others_since(&before),
+            if after.others_since(&before) > 0.2 { ": the figures above are not from a quiet machine" } else { "" }
+        );
+    }
     Ok(())
+}
+
+/// CPU time used by the whole machine and by this process (Linux: /proc), in clock ticks.
+struct CpuTimes {
+    busy: u64,
+    ours: u64,
+    at: Instant,
+}
+
+impl CpuTimes {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        // cpu  user nice system idle iowait irq softirq steal ...
+        let f: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).unwrap_or(&0);
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let rest: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+        let ours = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+        Some(Self { busy, ours, at: Instant::now() })
+    }
+
+    /// Cores' worth of CPU used by other processes since `earlier`.
+    fn others_since(&self, earlier: &CpuTimes) -> f64 {
+        // SAFETY: sysconf only reads a system constant.
+        let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let others = (self.busy - earlier.busy).saturating_sub(self.ours - earlier.ours) as f64 / ticks_per_s;
+        others / self.at.duration_since(earlier.at).as_secs_f64().max(1e-3)
+    }
 }
 
 #[derive(Args)]
