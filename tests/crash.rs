@@ -1,0 +1,166 @@
+//! Crash safety and scale-out through the command line, on a tiny configuration:
+//! - `donna run` killed with SIGKILL at moments spread over every stage, then re-run to the
+//!   end, gives the same results as a run that was never interrupted;
+//! - the predictor stage split between two processes running at once, launched by the Slurm
+//!   job-array template as tasks 0 and 1 of 2, gives the same predictor as one process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use donna_sdk::accuracy::SampleResult;
+use donna_sdk::artifact;
+use donna_sdk::export::ModelRecord;
+
+const FLAGS: &str = "--data synthetic:size=16,train=96,val=48 --resolution 16 --epochs 2 --batch-size 32 \
+                     --steps 4 --max-options 2 --distill-batch-size 32 --val-images 48 \
+                     --archs 5 --holdout 3 --finetune-steps 4 --finetune-batch-size 16 --finetune-val-images 48 \
+                     --device v100 --population 6 --generations 2 --top 1 --final-steps 4 --final-batch-size 16";
+
+fn donna() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_donna"));
+    c.env("GOMP_SPINCOUNT", "10000");
+    c
+}
+
+fn run_args(run: &Path) -> Vec<String> {
+    let mut v = vec!["run".to_owned(), "--run".to_owned(), run.display().to_string()];
+    v.extend(FLAGS.split_whitespace().map(str::to_owned));
+    v
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("donna-crash-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+type Nsr = Vec<(usize, usize, f64, f64, f64)>;
+
+/// What must not depend on interruptions: every NSR, the predictor, the front, and every
+/// measured accuracy (not wall times).
+fn results(run: &Path) -> (Nsr, Vec<u8>, Vec<u8>, Vec<(String, f64)>, Vec<(String, f64)>) {
+    let read = |f: &str| std::fs::read(run.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let quality: donna_sdk::distill::QualityTable = artifact::read_json(&run.join("quality.json")).unwrap();
+    let nsr = quality.units.iter().map(|u| (u.block, u.option, u.nsr, u.initial_nsr, u.train_nsr)).collect();
+    let (samples, _) = artifact::read_json_lines::<SampleResult>(&run.join("predictor/samples.jsonl")).unwrap();
+    let mut samples: Vec<(String, f64)> = samples.into_iter().map(|s| (s.id, s.accuracy)).collect();
+    samples.sort_by(|a, b| a.0.cmp(&b.0));
+    samples.dedup_by(|a, b| a.0 == b.0);
+    let mut models = Vec::new();
+    for entry in std::fs::read_dir(run.join("models")).unwrap() {
+        let record: ModelRecord = artifact::read_json(&entry.unwrap().path().join("model.json")).unwrap();
+        models.push((record.id, record.accuracy));
+    }
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    (nsr, read("predictor.json"), read("search/v100/pareto.json"), samples, models)
+}
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_same_results() {
+    let dir = temp_dir("kill");
+    let whole = dir.join("whole");
+    let start = Instant::now();
+    let o = donna().args(run_args(&whole)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let duration = start.elapsed();
+    let expected = results(&whole);
+
+    // Kill moments spread over the whole run, each in a fresh attempt that resumes the last.
+    let killed = dir.join("killed");
+    let fractions = [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95];
+    let mut kills = 0;
+    for f in fractions {
+        let mut child = donna().args(run_args(&killed)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(duration.mul_f64(f));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let o = donna().args(run_args(&killed)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(kills >= 3, "only {kills} attempts were still running when killed");
+    let got = results(&killed);
+    assert_eq!(got.0, expected.0, "distilled NSRs differ after {kills} kills");
+    assert!(got.1 == expected.1, "predictor.json differs after {kills} kills");
+    assert!(got.2 == expected.2, "pareto.json differs after {kills} kills");
+    assert_eq!(got.3, expected.3, "predictor sample accuracies differ");
+    assert_eq!(got.4, expected.4, "finetuned model accuracies differ");
+    // No temporary file is left looking like an artifact.
+    let mut stack = vec![killed.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(!name.contains(".tmp-"), "temporary file left behind: {}", p.display());
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn two_predictor_shards_at_once_give_the_predictor_of_one_process() {
+    let dir = temp_dir("shards");
+    let one = dir.join("one");
+    // Teacher and distillation once, then the same starting point twice.
+    let distill: Vec<&str> = ["distill", "--run", one.to_str().unwrap()]
+        .into_iter()
+        .chain("--steps 4 --max-options 2 --distill-batch-size 32 --val-images 48".split(' '))
+        .collect();
+    let teacher: Vec<&str> = ["teacher", "--run", one.to_str().unwrap(), "--data", "synthetic:size=16,train=96,val=48"]
+        .into_iter()
+        .chain(["--resolution", "16", "--epochs", "2", "--batch-size", "32"])
+        .collect();
+    let o = donna().args(&teacher).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = donna().args(&distill).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let two = dir.join("two");
+    let o = Command::new("cp").arg("-r").arg(&one).arg(&two).output().unwrap();
+    assert!(o.status.success());
+
+    let predictor = |run: &Path| {
+        let mut c = donna();
+        c.args(["predictor", "--run", run.to_str().unwrap()]);
+        c.args("--archs 5 --holdout 3 --finetune-steps 4 --finetune-batch-size 16 --finetune-val-images 48".split(' '));
+        c
+    };
+    let o = predictor(&one).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Two tasks of a job array, as Slurm would start them (deploy/slurm/donna-array.sh).
+    let task = |i: &str| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/slurm/donna-array.sh");
+        let mut c = Command::new("bash");
+        c.arg(script).args(["predictor", two.to_str().unwrap()]);
+        c.args("--archs 5 --holdout 3 --finetune-steps 4 --finetune-batch-size 16 --finetune-val-images 48".split(' '));
+        c.env("DONNA", env!("CARGO_BIN_EXE_donna")).env("SLURM_ARRAY_TASK_COUNT", "2").env("SLURM_ARRAY_TASK_ID", i);
+        c.env("SLURM_CPUS_PER_TASK", "1");
+        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (task("0"), task("1"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+    // Both shards finished; at least one of them saw every sample and fitted. Fit again to be
+    // sure the file is the final one (nothing is finetuned twice).
+    let o = predictor(&two).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (lines, _) = artifact::read_json_lines::<SampleResult>(&two.join("predictor/samples.jsonl")).unwrap();
+    assert_eq!(lines.len(), 8, "each sample finetuned exactly once across the shards");
+    assert_eq!(
+        std::fs::read(one.join("predictor.json")).unwrap(),
+        std::fs::read(two.join("predictor.json")).unwrap(),
+        "sharded and single-process predictors differ"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
