@@ -63,13 +63,14 @@ pub const DEFAULT_DEVICE: &str = "cpu";
 
 /// Runs the search stage for one device.
 pub fn stage(opened: &OpenedRun, a: &SearchArgs) -> anyhow::Result<ParetoFile> {
-    let space = registry::space(&opened.config.space, &opened.config.space_config)?;
-    let model = AccuracyModel::load(&opened.dir, space.as_ref())?;
+    // Flags first, artifacts second: a typo is reported before a missing stage.
     let device_spec = a.device.clone().unwrap_or_else(|| DEFAULT_DEVICE.to_owned());
     let cost = registry::device(&device_spec)?;
     let preset = &opened.preset.search;
     let (searcher_name, searcher_settings) = parse_spec(a.searcher.as_deref().unwrap_or(&preset.searcher))?;
     let searcher = registry::searcher(&searcher_name, &searcher_settings)?;
+    let space = registry::space(&opened.config.space, &opened.config.space_config)?;
+    let model = AccuracyModel::load(&opened.dir, space.as_ref())?;
     let settings = SearchSettings {
         population: a.population.unwrap_or(preset.population),
         generations: a.generations.unwrap_or(preset.generations),
