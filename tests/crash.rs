@@ -41,10 +41,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 type Nsr = Vec<(usize, usize, f64, f64, f64)>;
+type Accuracies = Vec<(String, f64)>;
 
 /// What must not depend on interruptions: every NSR, the predictor, the front, and every
 /// measured accuracy (not wall times).
-fn results(run: &Path) -> (Nsr, Vec<u8>, Vec<u8>, Vec<(String, f64)>, Vec<(String, f64)>) {
+fn results(run: &Path) -> (Nsr, Vec<u8>, Vec<u8>, Accuracies, Accuracies) {
     let read = |f: &str| std::fs::read(run.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     let quality: donna_sdk::distill::QualityTable = artifact::read_json(&run.join("quality.json")).unwrap();
     let nsr = quality.units.iter().map(|u| (u.block, u.option, u.nsr, u.initial_nsr, u.train_nsr)).collect();
