@@ -105,6 +105,39 @@ impl Archive {
         self.index.contains_key(genome)
     }
 
+    /// Up to `n` distinct genomes drawn uniformly from `space` that were never evaluated (at
+    /// most `20 n` draws: a small space runs out).
+    pub fn sample_new(&self, space: &dyn SearchSpace, rng: &mut crate::rng::SplitMix64, n: usize) -> Vec<Genome> {
+        let mut batch = Vec::with_capacity(n);
+        let mut drawn = std::collections::HashSet::new();
+        for _ in 0..n * 20 {
+            if batch.len() == n {
+                break;
+            }
+            let g = space.sample(rng);
+            if !self.contains(&g) && drawn.insert(g.clone()) {
+                batch.push(g);
+            }
+        }
+        batch
+    }
+
+    /// `n` genomes from `make` (a variation operator), preferring distinct ones never
+    /// evaluated; after `50 n` tries anything is taken, so a small space cannot stall a search.
+    pub fn offspring(&self, n: usize, mut make: impl FnMut() -> Genome) -> Vec<Genome> {
+        let mut out = Vec::with_capacity(n);
+        let mut made = std::collections::HashSet::new();
+        let mut attempts = 0;
+        while out.len() < n {
+            let child = make();
+            attempts += 1;
+            if attempts > 50 * n || (!self.contains(&child) && made.insert(child.clone())) {
+                out.push(child);
+            }
+        }
+        out
+    }
+
     /// Evaluates the genomes of `batch` not seen before in one call, and returns the whole
     /// batch's individuals in order.
     pub fn evaluate(&mut self, evaluator: &mut dyn Evaluator, batch: &[Genome]) -> Result<Vec<Individual>> {

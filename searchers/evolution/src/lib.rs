@@ -12,12 +12,11 @@
 //! is what `--max-latency` asks for; `--searcher evolution:weights=1,0.5` trades them.
 #![deny(missing_docs)]
 
-use std::collections::HashSet;
 use std::collections::VecDeque;
 
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
 use donna_sdk::searcher::{Archive, Evaluation, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
-use donna_sdk::{Genome, Result, SdkError, SearchSpace, Settings, SplitMix64, Value};
+use donna_sdk::{Result, SdkError, SearchSpace, Settings, SplitMix64, Value};
 
 /// Aging evolution.
 #[derive(Clone, Debug)]
@@ -69,24 +68,11 @@ impl Searcher for Evolution {
         let mutation = self.mutation.unwrap_or(1.0 / space.blocks().len().max(1) as f64);
         let mut rng = SplitMix64::derive(settings.seed, "evolution");
         let mut archive = Archive::new(evaluator);
-        let mut initial: Vec<Genome> = Vec::with_capacity(n);
-        let mut drawn = HashSet::new();
-        for _ in 0..n * 20 {
-            if initial.len() == n {
-                break;
-            }
-            let g = space.sample(&mut rng);
-            if drawn.insert(g.clone()) {
-                initial.push(g);
-            }
-        }
+        let initial = archive.sample_new(space, &mut rng, n);
         let mut queue: VecDeque<Individual> = archive.evaluate(evaluator, &initial)?.into();
         progress(&archive.report(0));
         for generation in 1..=settings.generations {
-            let mut children = Vec::with_capacity(n);
-            let mut attempts = 0;
-            let mut made = HashSet::new();
-            while children.len() < n {
+            let children = archive.offspring(n, || {
                 let mut best = rng.below(queue.len());
                 for _ in 1..sample {
                     let c = rng.below(queue.len());
@@ -94,12 +80,8 @@ impl Searcher for Evolution {
                         best = c;
                     }
                 }
-                let child = space.mutate(&queue[best].genome, mutation, &mut rng);
-                attempts += 1;
-                if attempts > 50 * n || (!archive.contains(&child) && made.insert(child.clone())) {
-                    children.push(child);
-                }
-            }
+                space.mutate(&queue[best].genome, mutation, &mut rng)
+            });
             for c in archive.evaluate(evaluator, &children)? {
                 queue.push_back(c);
                 queue.pop_front();
@@ -157,6 +139,7 @@ inventory::submit! { SearcherRegistration(&PROVIDER) }
 mod tests {
     use super::*;
     use donna_sdk::searcher::GridSpace;
+    use donna_sdk::Genome;
 
     /// Accuracy-like quality that grows with every gene, and a cost with a budget.
     struct Budgeted {

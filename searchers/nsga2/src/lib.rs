@@ -90,17 +90,7 @@ impl Searcher for Nsga2 {
         let mutation = self.mutation.unwrap_or(1.0 / blocks as f64);
         let mut rng = SplitMix64::derive(settings.seed, "nsga2");
         let mut archive = Archive::new(evaluator);
-        let mut initial: Vec<Genome> = Vec::with_capacity(n);
-        let mut drawn = HashSet::new();
-        for _ in 0..n * 20 {
-            if initial.len() == n {
-                break;
-            }
-            let g = space.sample(&mut rng);
-            if drawn.insert(g.clone()) {
-                initial.push(g);
-            }
-        }
+        let initial = archive.sample_new(space, &mut rng, n);
         let mut pop = archive.evaluate(evaluator, &initial)?;
         progress(&archive.report(0));
         for generation in 1..=settings.generations {
@@ -114,20 +104,12 @@ impl Searcher for Nsga2 {
                     b
                 }
             };
-            let mut offspring: Vec<Genome> = Vec::with_capacity(n);
-            let mut attempts = 0;
-            let mut made = HashSet::new();
-            while offspring.len() < n {
+            let offspring = archive.offspring(n, || {
                 let p1 = &pop[tournament(&mut rng)].genome;
                 let p2 = &pop[tournament(&mut rng)].genome;
                 let child = if rng.unit() < self.crossover { space.crossover(p1, p2, &mut rng) } else { p1.clone() };
-                let child = space.mutate(&child, mutation, &mut rng);
-                attempts += 1;
-                // Prefer new architectures, but never loop forever in a small space.
-                if attempts > 50 * n || (!archive.contains(&child) && made.insert(child.clone())) {
-                    offspring.push(child);
-                }
-            }
+                space.mutate(&child, mutation, &mut rng)
+            });
             let children = archive.evaluate(evaluator, &offspring)?;
             let mut in_pool: HashSet<Genome> = pop.iter().map(|p| p.genome.clone()).collect();
             let mut pool = pop;

@@ -8,7 +8,7 @@
 
 use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
 use donna_sdk::searcher::{Archive, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
-use donna_sdk::{Genome, Result, SdkError, SearchSpace, Settings, SplitMix64};
+use donna_sdk::{Result, SdkError, SearchSpace, Settings, SplitMix64};
 
 /// Uniform random search.
 pub struct RandomSearch;
@@ -31,18 +31,7 @@ impl Searcher for RandomSearch {
         let mut rng = SplitMix64::derive(settings.seed, "random-search");
         let mut archive = Archive::new(evaluator);
         for generation in 0..=settings.generations {
-            let mut batch: Vec<Genome> = Vec::with_capacity(settings.population);
-            let mut drawn = std::collections::HashSet::new();
-            // A bounded number of draws: small spaces run out of new architectures.
-            for _ in 0..settings.population * 20 {
-                if batch.len() == settings.population {
-                    break;
-                }
-                let g = space.sample(&mut rng);
-                if !archive.contains(&g) && drawn.insert(g.clone()) {
-                    batch.push(g);
-                }
-            }
+            let batch = archive.sample_new(space, &mut rng, settings.population);
             if batch.is_empty() {
                 break;
             }
@@ -75,7 +64,7 @@ mod tests {
     use super::*;
     use donna_layers as _;
     use donna_sdk::searcher::Evaluation;
-    use donna_sdk::SpaceConfig;
+    use donna_sdk::{Genome, SpaceConfig};
     use donna_space_mobilenet as _;
     use std::collections::HashSet;
 
