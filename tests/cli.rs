@@ -265,41 +265,6 @@ fn cost_prices_architectures_on_the_analytical_devices() {
 }
 
 #[test]
-fn run_does_the_pipeline_on_a_tiny_config_and_a_rerun_skips_it() {
-    let dir = temp_dir("pipeline");
-    let run = dir.join("run");
-    let args = [
-        "run",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        "synthetic:size=16,train=64,val=32",
-        "--resolution",
-        "16",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--steps",
-        "2",
-        "--max-options",
-        "1",
-        "--distill-batch-size",
-        "32",
-        "--val-images",
-        "32",
-    ];
-    let o = donna(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("quality table: 6 units"), "{}", stdout(&o));
-    let quality = std::fs::read(run.join("quality.json")).unwrap();
-    let again = donna(&args);
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert_eq!(std::fs::read(run.join("quality.json")).unwrap(), quality, "a finished run is not redone");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
 fn cost_calibrate_refits_a_profile_to_measurements_that_profile_then_prices() {
     let dir = temp_dir("calibrate");
     let meas = dir.join("measured.json");
