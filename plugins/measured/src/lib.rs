@@ -33,9 +33,11 @@ pub use timing::MeasureConfig;
 /// The libtorch version this build links (tch 0.26 refuses any other at build time).
 pub const LIBTORCH_VERSION: &str = "2.13.0";
 
-/// How many networks are built and timed interleaved at once: a whole generation would hold
-/// every network's weights in memory together.
-const INTERLEAVED: usize = 16;
+/// How many bytes of weights may be built at once to time networks interleaved: a whole
+/// generation usually fits, and measuring it in one group keeps every network in the same
+/// allocator state (see docs/cost-models.md: a second group measured after a first one ran
+/// 10-20% slower).
+const INTERLEAVED_BYTES: u64 = 1 << 30;
 
 /// A cost model that times networks on a libtorch device.
 pub struct Measured {
@@ -159,7 +161,7 @@ impl Measured {
         tch::set_num_threads(self.config.threads);
         let late = || SdkError::Config("not measured: the time limit was reached first".to_owned());
         let mut out = Vec::with_capacity(archs.len());
-        for chunk in archs.chunks(INTERLEAVED) {
+        for chunk in interleaved_groups(space, archs) {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 out.extend(chunk.iter().map(|_| Err(late())));
                 continue;
@@ -207,6 +209,26 @@ impl CostModel for Measured {
         let results = self.measure_many(space, archs, query.batch, None);
         results.into_iter().zip(archs).map(|(r, a)| r.map_err(|e| naming_arch(e, &space.format_arch(a)))).collect()
     }
+}
+
+/// `archs` cut into consecutive groups of at most [`INTERLEAVED_BYTES`] of FP32 weights (at
+/// least one network each).
+fn interleaved_groups<'a>(space: &dyn SearchSpace, archs: &'a [Architecture]) -> Vec<&'a [Architecture]> {
+    let bytes = |a: &Architecture| donna_sdk::network::count_network(space, a).map_or(0, |c| 4 * c.total.params);
+    let mut groups = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, a) in archs.iter().enumerate() {
+        let b = bytes(a);
+        if i > start && total + b > INTERLEAVED_BYTES {
+            groups.push(&archs[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += b;
+    }
+    if start < archs.len() {
+        groups.push(&archs[start..]);
+    }
+    groups
 }
 
 /// `e` with the architecture it concerns in front of its message, of the same kind.

@@ -1,17 +1,19 @@
 //! Timing workloads so that repeated measurements agree.
 //!
-//! One run of a small network takes a millisecond or two, so a single scheduler hiccup, a
-//! compiler on the other core or a frequency change moves a plain median of 20 runs by tens of
-//! percent (1.69 to 2.55 ms for one network in three runs of `donna cost`). Here timed runs
+//! One run of a small network takes a millisecond or two, so a scheduler hiccup or a compiler
+//! on the other core can move a plain median of 20 runs by tens of percent (1.69 to 2.55 ms for
+//! one network in three runs of `donna cost` on a busy machine). Here timed runs
 //! come in *rounds*: a round is `repeats` runs (or more, so it lasts at least a few
 //! milliseconds) and gives its median. Rounds go on until the two fastest round medians agree
 //! within `tolerance`, i.e. two separate stretches of time saw the same undisturbed speed, or
 //! until `max_rounds`. The latency is the fastest round median: a disturbance only ever slows a
 //! round down, so the quietest round is the reproducible figure.
 //!
-//! Several workloads (one search generation) are timed *interleaved*: round `r` of every
-//! workload before round `r + 1` of any, so a slow minute hurts all of them alike instead of
-//! whichever network happened to be running.
+//! The first workload of a call first runs for 100 ms untimed, so that thread pools are up and
+//! the CPU has left its idle clock before the first round; each workload then gets `warmup`
+//! runs of its own. Several workloads (one search generation) are timed *interleaved*: round
+//! `r` of every workload before round `r + 1` of any, so a slow minute hurts all of them alike
+//! instead of whichever network happened to be running.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,10 @@ pub struct MeasureConfig {
 
 /// The shortest a round may last: shorter ones are too easily disturbed as a whole.
 const MIN_ROUND: Duration = Duration::from_millis(5);
+
+/// How long the first workload of a call runs before anything is timed: thread pools start and
+/// the CPU leaves its idle clock in this time, which a few runs of a small network do not span.
+const SPIN_UP: Duration = Duration::from_millis(100);
 
 impl MeasureConfig {
     /// The settings `--device cpu` uses, with `threads` libtorch threads.
@@ -132,6 +138,12 @@ pub fn time_interleaved(
 ) -> Vec<Option<Latency>> {
     let late = || deadline.is_some_and(|d| Instant::now() >= d);
     let mut rounds = vec![Rounds::default(); workloads.len()];
+    if let Some(first) = workloads.first_mut() {
+        let t = Instant::now();
+        while t.elapsed() < SPIN_UP && !late() {
+            first();
+        }
+    }
     for (w, r) in workloads.iter_mut().zip(&mut rounds) {
         if late() {
             break;
@@ -192,19 +204,40 @@ mod tests {
 
     #[test]
     fn a_disturbed_round_does_not_move_the_latency_and_rounds_stop_once_two_agree() {
-        // A workload that takes 1 ms except during the whole second round, which takes 3 ms.
-        let config = MeasureConfig { threads: 1, warmup: 0, repeats: 10, rounds: 2, max_rounds: 8, tolerance: 0.5 };
-        let mut calls = 0usize;
-        let mut w = || {
-            calls += 1;
-            // Call 1 sizes the rounds; then each round is 1 re-warm + 10 timed runs.
-            let round = calls.saturating_sub(2) / 11;
-            std::thread::sleep(Duration::from_micros(if round == 1 { 3000 } else { 1000 }));
+        let config = MeasureConfig { threads: 1, warmup: 0, repeats: 3, rounds: 2, max_rounds: 8, tolerance: 0.05 };
+        let mut r = Rounds::default();
+        r.medians.push(1.00);
+        r.runs.extend([1.0, 1.0, 1.0]);
+        assert!(!r.settled(&config), "one round is not enough");
+        r.medians.push(3.00);
+        r.runs.extend([3.0, 3.0, 3.0]);
+        assert!(!r.settled(&config), "the two rounds disagree");
+        r.medians.push(1.04);
+        r.runs.extend([1.04, 1.04, 1.04]);
+        assert!(r.settled(&config), "rounds 1 and 3 agree within 5%");
+        assert_eq!(r.latency().unwrap().ms, 1.00, "the fastest round, not the disturbed one");
+        let mut apart = Rounds { medians: (1..=7).map(f64::from).collect(), ..Rounds::default() };
+        assert!(!apart.settled(&config));
+        apart.medians.push(8.0);
+        assert!(apart.settled(&config), "max_rounds ends a measurement whose rounds never agree");
+    }
+
+    #[test]
+    fn interleaved_workloads_each_get_their_own_latency() {
+        let config = MeasureConfig::with_threads(1);
+        let (mut fast, mut slow) = (0usize, 0usize);
+        let mut a = || {
+            fast += 1;
+            std::thread::sleep(Duration::from_micros(200));
         };
-        let lat = time_interleaved(&config, &mut [&mut w], None);
-        let l = lat[0].unwrap();
-        assert!(l.ms < 2.0, "the fastest round wins, not the disturbed one: {l:?}");
-        assert!(calls < 1 + 8 * 11, "stopped before max_rounds once two rounds agreed: {calls} calls");
+        let mut b = || {
+            slow += 1;
+            std::thread::sleep(Duration::from_micros(2000));
+        };
+        let lat = time_interleaved(&config, &mut [&mut a, &mut b], None);
+        let (a, b) = (lat[0].unwrap().ms, lat[1].unwrap().ms);
+        assert!(a < b && a >= 0.2 && b >= 2.0, "{a} {b}");
+        assert!(fast > slow, "the fast workload ran more often per round: {fast} vs {slow}");
     }
 
     #[test]
