@@ -1,12 +1,12 @@
 //! Crash safety and scale-out through the command line, on a tiny configuration:
-//! - `donna run` killed with SIGKILL at moments spread over every stage, then re-run to the
-//!   end, gives the same results as a run that was never interrupted;
+//! - `donna run` killed with SIGKILL again and again, a little later each time, then re-run to
+//!   the end, gives the same results as a run that was never interrupted;
 //! - the predictor stage split between two processes running at once, launched by the Slurm
 //!   job-array template as tasks 0 and 1 of 2, gives the same predictor as one process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
+use std::time::Duration;
 
 use donna_sdk::accuracy::SampleResult;
 use donna_sdk::artifact;
@@ -66,24 +66,31 @@ fn results(run: &Path) -> (Nsr, Vec<u8>, Vec<u8>, Accuracies, Accuracies) {
 fn a_run_killed_at_any_moment_resumes_to_the_same_results() {
     let dir = temp_dir("kill");
     let whole = dir.join("whole");
-    let start = Instant::now();
     let o = donna().args(run_args(&whole)).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let duration = start.elapsed();
     let expected = results(&whole);
 
-    // Kill moments spread over the whole run, each in a fresh attempt that resumes the last.
+    // Attempts killed after 0.25 s, 0.35 s, 0.49 s, ... (x1.4 each), each resuming the last,
+    // until one finishes by itself. The first three together last about a second, well under a
+    // run (which also pays process start-up each time), so at least three are killed; the
+    // growing delays guarantee that an attempt eventually outlives the rest of the work. The
+    // delays do not depend on the uninterrupted run's duration, which other tests running
+    // beside it can inflate.
     let killed = dir.join("killed");
-    let fractions = [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95];
     let mut kills = 0;
-    for f in fractions {
-        let mut child = donna().args(run_args(&killed)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(duration.mul_f64(f));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
+    for attempt in 1..=40 {
+        let log = dir.join(format!("attempt-{attempt}.log"));
+        let err = std::fs::File::create(&log).unwrap();
+        let mut child = donna().args(run_args(&killed)).stdout(Stdio::null()).stderr(err).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(250).mul_f64(1.4f64.powi(attempt - 1)));
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(status.success(), "attempt {attempt} after {kills} kills failed: {log}");
+            break;
         }
+        child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        kills += 1;
     }
     let o = donna().args(run_args(&killed)).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
