@@ -111,7 +111,7 @@ impl ModelDir {
 
 /// A stable id for an architecture: `<space>-<8 hex digits of its text's hash>`.
 pub fn model_id(space: &str, arch_text: &str) -> String {
-    let h = arch_text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = crate::rng::fnv1a(arch_text);
     format!("{space}-{:08x}", h as u32)
 }
 

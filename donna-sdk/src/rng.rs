@@ -3,6 +3,12 @@
 //! Reproducibility from a seed is a promise of the tool, so the generator is ours (SplitMix64)
 //! rather than a crate whose streams could change between releases.
 
+/// FNV-1a of `text`: a stable 64-bit hash for names (streams, model ids), the same on every
+/// platform and release.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// SplitMix64: fast, well mixed, and identical on every platform and release.
 #[derive(Clone, Debug)]
 pub struct SplitMix64 {
@@ -17,11 +23,7 @@ impl SplitMix64 {
 
     /// A generator for a named sub-task of a seeded run, independent of the others.
     pub fn derive(seed: u64, stream: &str) -> Self {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for b in stream.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        Self::new(seed ^ h.rotate_left(17))
+        Self::new(seed ^ fnv1a(stream).rotate_left(17))
     }
 
     /// The next 64 random bits.

@@ -115,9 +115,7 @@ pub fn train_model(a: &TrainModelArgs) -> anyhow::Result<()> {
         }
         text => {
             let (_, arch) = crate::cmd_arch::load_arch_in(text, space.as_ref())?;
-            let h =
-                text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-            (Some(arch), format!("arch-{:08x}", h as u32))
+            (Some(arch), format!("arch-{:08x}", donna_sdk::rng::fnv1a(text) as u32))
         }
     };
     let name = a.name.clone().unwrap_or(default_name);
