@@ -172,3 +172,79 @@ fn two_predictor_shards_at_once_give_the_predictor_of_one_process() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Flips one byte in the middle of `path` (its size stays the same).
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+}
+
+#[test]
+fn damaged_artifacts_are_detected_reported_and_redone() {
+    let dir = temp_dir("damage");
+    let run = dir.join("run");
+    let o = donna().args(run_args(&run)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let expected = results(&run);
+    let verify = || donna().args(["verify", "--run", run.to_str().unwrap()]).output().unwrap();
+    let o = verify();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(" 0 damaged"), "{}", text(&o));
+
+    // Damage that keeps every file parseable or the right size is the kind a reader cannot
+    // see by itself: a flipped digit in a JSON table, a flipped bit in a tensor.
+    let first = |dir: PathBuf, ext: &str| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v.into_iter().find(|p| p.extension().is_some_and(|e| e == ext) || ext.is_empty()).unwrap()
+    };
+    let model = first(run.join("models"), "");
+    let damaged = [
+        run.join("teacher.safetensors"),
+        first(run.join("bkd/b0"), "safetensors"),
+        run.join("quality.json"),
+        model.join("model.pt"),
+    ];
+    flip_byte(&damaged[0]);
+    flip_byte(&damaged[1]);
+    let quality = std::fs::read_to_string(&damaged[2]).unwrap();
+    let digit = quality.find(|c: char| c.is_ascii_digit() && c != '9').unwrap();
+    let mut changed = quality.into_bytes();
+    changed[digit] += 1;
+    std::fs::write(&damaged[2], changed).unwrap();
+    truncate(&damaged[3]);
+
+    let o = verify();
+    assert!(!o.status.success(), "verify must fail on damage: {}", text(&o));
+    let report = text(&o);
+    for path in &damaged {
+        let rel = path.strip_prefix(&run).unwrap().to_str().unwrap();
+        assert!(report.contains(&format!("damaged  {rel}")), "{rel} not reported:\n{report}");
+    }
+    assert!(report.contains("4 damaged"), "{report}");
+    // A stage that reads a damaged file refuses it with the path, instead of using it.
+    let o = donna().args(["predict", "--run", run.to_str().unwrap(), "teacher"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("quality.json: damaged artifact"), "{}", text(&o));
+
+    // The next run moves each damaged file aside, redoes it, and ends where it was.
+    let o = donna().args(run_args(&run)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let log = text(&o);
+    for path in [&damaged[0], &damaged[1], &damaged[3]] {
+        assert!(log.contains(&format!("{}: damaged artifact", path.display())), "{}:\n{log}", path.display());
+        let aside = path.with_file_name(format!("{}.damaged", path.file_name().unwrap().to_str().unwrap()));
+        assert!(aside.is_file(), "{} kept for inspection", aside.display());
+    }
+    assert_eq!(results(&run), expected, "the redone artifacts differ from the originals");
+    let o = verify();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

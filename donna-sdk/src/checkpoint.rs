@@ -26,20 +26,20 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
             .and_then(|f| f.sync_all())
             .map_err(|e| SdkError::Io { path: tmp.display().to_string(), source: e })
     });
-    if let Err(e) = written.and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| SdkError::Io { path: path.display().to_string(), source: e })
-    }) {
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    Ok(())
+    crate::artifact::commit(&tmp, path)
 }
 
-/// Reads all tensors of a safetensors file, naming the file in any error.
+/// Reads all tensors of a safetensors file, naming the file in any error; a file its run's
+/// manifest lists with other contents is refused as damaged.
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
         return Err(SdkError::Config(format!("{}: no such checkpoint", path.display())));
     }
+    crate::artifact::verify(path)?;
     Tensor::read_safetensors(path).map_err(|e| {
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("unreadable");

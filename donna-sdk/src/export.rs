@@ -99,10 +99,15 @@ impl ModelDir {
     pub fn record(&self) -> PathBuf {
         self.0.join("model.json")
     }
-    /// The record, when the model is complete.
+    /// The record, when the model is complete and every file of it is intact.
     pub fn existing(&self) -> Result<Option<ModelRecord>> {
         let p = self.record();
-        if p.exists() {
+        // Each file is checked (and a damaged one moved aside), so one bad file redoes the model.
+        let mut complete = true;
+        for file in [self.weights(), self.arch(), self.torchscript(), p.clone()] {
+            complete &= artifact::usable(&file)?;
+        }
+        if complete {
             return Ok(Some(artifact::read_json(&p)?));
         }
         Ok(None)
@@ -139,8 +144,11 @@ pub fn export_torchscript(
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| SdkError::Io { path: dir.display().to_string(), source: e })?;
     let tmp = dir.join(format!(".model.pt.tmp-{}", std::process::id()));
-    module.save(&tmp).map_err(|e| SdkError::Config(format!("writing {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| SdkError::Io { path: path.display().to_string(), source: e })
+    if let Err(e) = module.save(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(SdkError::Config(format!("writing {}: {e}", tmp.display())));
+    }
+    crate::artifact::commit(&tmp, path)
 }
 
 /// What finetuning a found model needs.

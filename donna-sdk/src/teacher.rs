@@ -81,7 +81,9 @@ impl ModelFiles {
 
     /// The report, if the model is finished.
     pub fn existing(&self) -> Result<Option<ModelReport>> {
-        if self.report().exists() && self.weights().exists() {
+        // Both are checked, so a damaged one is moved aside even when the other is missing.
+        let (report, weights) = (artifact::usable(&self.report())?, artifact::usable(&self.weights())?);
+        if report && weights {
             return Ok(Some(artifact::read_json(&self.report())?));
         }
         Ok(None)

@@ -128,7 +128,7 @@ impl TrainData {
     /// As [`TrainData::for_run`], with the run's dataset already opened.
     pub fn for_run_with(run: &RunDir, config: &RunConfig, dataset: Arc<dyn Dataset>, device: Device) -> Result<Self> {
         let path = run.root().join("data.json");
-        let normalization = if path.exists() {
+        let normalization = if artifact::usable(&path)? {
             let record: DataRecord = artifact::read_json(&path)?;
             if record.info != *dataset.info() {
                 return Err(SdkError::Config(format!(
@@ -300,7 +300,8 @@ fn resume(
     seed: u64,
     ckpt: &CheckpointPaths,
 ) -> Result<Vec<EpochRecord>> {
-    if !ckpt.meta.exists() || !ckpt.tensors.exists() {
+    let (meta_ok, tensors_ok) = (artifact::usable(&ckpt.meta)?, artifact::usable(&ckpt.tensors)?);
+    if !meta_ok || !tensors_ok {
         return Ok(Vec::new());
     }
     let meta: CheckpointMeta = artifact::read_json(&ckpt.meta)?;
