@@ -204,3 +204,69 @@ fn a_plugin_space_distils_its_plugin_layer_and_searches_the_plugin_device() {
     assert!(text(&o).contains("no latency for block 0 option `tmb-k3-d2`"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A layer whose forward pass fails, and a device that panics: each failure is an error for
+/// its call, the rest of the work goes on and is saved, and donna exits with a message, never
+/// a crash or a panic message.
+#[test]
+fn a_plugin_failing_at_run_time_is_an_error_for_that_call_not_a_crash() {
+    let faulty = plugin("donna-plugin-fixture-faulty");
+    let dir = temp_dir("faulty");
+    let clean = |o: &Output| {
+        let t = text(o);
+        assert!(!t.contains("thread '") && !t.contains("RUST_BACKTRACE"), "a panic escaped:\n{t}");
+        assert!(t.contains("deliberate failure of the faulty fixture"), "the plugin's message is lost:\n{t}");
+    };
+
+    // The device panics inside the plugin: caught at the boundary, one error line, exit 1.
+    let o = donna(&["--plugin", &faulty, "cost", "--device", "faulty", "--resolution", "32", "mobilenet:teacher"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    clean(&o);
+    assert!(text(&o).contains("panicked"), "{}", text(&o));
+
+    // A space whose block offers the faulty layer beside mbconv.
+    let space = dir.join("mixed.toml");
+    std::fs::write(
+        &space,
+        "name = \"mixed\"\n\n[[stem]]\ntype = \"conv_bn_act\"\nout = 8\nk = 3\nstride = 1\n\n\
+         [[block]]\nout = 16\nstride = 2\nteacher = \"d1-e4-k3-tmbconv\"\n[block.choices]\n\
+         t = [\"mbconv\", \"faulty\"]\nk = [3]\ne = [4]\nd = [1]\n\n[[head]]\ntype = \"classifier\"\n",
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let space_arg = format!("file:{}", space.display());
+    let init = ["--space", &space_arg, "--data", "synthetic:size=16,train=64,val=32", "--resolution", "16"];
+    let mut args =
+        vec!["--plugin", &faulty, "teacher", "--run", run.to_str().unwrap(), "--epochs", "1", "--batch-size", "32"];
+    args.extend(init);
+    let o = donna(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = donna(&[
+        "--plugin",
+        &faulty,
+        "distill",
+        "--run",
+        run.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--options-per-pass",
+        "1",
+        "--distill-batch-size",
+        "32",
+        "--val-images",
+        "32",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    clean(&o);
+    let t = text(&o);
+    assert!(t.contains("forward failed") && t.contains("faulty"), "{t}");
+    // The mbconv option was distilled and saved despite its neighbour's failure.
+    let saved: Vec<String> = std::fs::read_dir(run.join("bkd/b0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(saved.iter().any(|n| n.ends_with(".safetensors")), "{saved:?}\n{t}");
+    assert_eq!(saved.iter().filter(|n| n.ends_with(".json")).count(), 1, "{saved:?}");
+    assert!(!run.join("quality.json").exists(), "no quality table from an incomplete distillation");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -24,9 +24,38 @@ use tch::nn;
 use crate::convert;
 use crate::ffi::*;
 
-/// Runs `f`, turning an error or a panic into an `RErr` with a one-line message.
+thread_local! {
+    /// How many [`guard`]s this thread is inside, and where the last panic in one happened.
+    static GUARDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static PANIC_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that keeps panics inside a [`guard`] quiet (their message
+/// travels to the host in the error) and records where they happened; panics elsewhere go to
+/// the previous hook as before.
+fn quiet_guarded_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(|g| g.get()) > 0 {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning an error or a panic into an `RErr` with a one-line message
+/// (`panicked at FILE:LINE: MESSAGE` for a panic, which is not printed by the plugin).
 pub fn guard<T>(f: impl FnOnce() -> Result<T, String>) -> RResult<T, RString> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_guarded_panics();
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    match outcome {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(e.into()),
         Err(panic) => {
@@ -35,7 +64,8 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, String>) -> RResult<T, RString> {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            RResult::RErr(format!("panicked: {}", msg.lines().next().unwrap_or_default()).into())
+            let at = PANIC_AT.with(|p| p.borrow_mut().take()).map_or(String::new(), |a| format!(" at {a}"));
+            RResult::RErr(format!("panicked{at}: {}", msg.lines().next().unwrap_or_default()).into())
         }
     }
 }

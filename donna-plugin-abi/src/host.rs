@@ -2,19 +2,19 @@
 //! SDK's registry behind adapters that implement the SDK's own traits, so every command uses a
 //! plugin's layer types, spaces and devices exactly like built-in ones.
 //!
-//! Each library is loaded through its own header (`lib_header_from_path`), not
+//! The adapters are installed with [`registry::install`], like the built-in plugins, so a
+//! command cannot tell the two apart. Each library is loaded through its own header (`lib_header_from_path`), not
 //! `RootModule::load_from_file`, which caches one module per interface type and would hand a
 //! second `--plugin` the first plugin again. Libraries are never unloaded.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::path::Path;
 use std::time::Instant;
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RString};
 use donna_sdk::counters::Op;
-use donna_sdk::registry::{self, DeviceProvider, SpaceProvider};
+use donna_sdk::registry::{self, DeviceProvider, Origin, Plugin, SpaceProvider};
 use donna_sdk::{
     Architecture, CostModel, CostQuery, DeviceInfo, FeatureShape, Latency, LayerModule, LayerType, LayoutSpace, Result,
     SdkError, SearchSpace, Settings, SpaceConfig,
@@ -24,36 +24,10 @@ use tch::nn;
 use crate::convert;
 use crate::ffi::*;
 
-/// A loaded plugin and what it contributed.
-#[derive(Clone, Debug)]
-pub struct LoadedPlugin {
-    /// The library.
-    pub path: PathBuf,
-    /// The plugin's name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its summary.
-    pub summary: String,
-    /// The interface version it was built against.
-    pub interface: String,
-    /// The libtorch version it was built against.
-    pub libtorch: String,
-    /// Names of its layer types.
-    pub layer_types: Vec<String>,
-    /// Names of its spaces.
-    pub spaces: Vec<String>,
-    /// Names of its devices.
-    pub devices: Vec<String>,
-    /// Milliseconds to open, check and register it.
-    pub load_ms: f64,
-}
-
-static LOADED: RwLock<Vec<LoadedPlugin>> = RwLock::new(Vec::new());
-
-/// The plugins loaded so far, in load order.
-pub fn loaded() -> Vec<LoadedPlugin> {
-    LOADED.read().unwrap_or_else(|e| e.into_inner()).clone()
+/// The plugins loaded from libraries so far, in load order (built-in ones are listed by
+/// [`registry::plugins`] too).
+pub fn loaded() -> Vec<&'static Plugin> {
+    registry::plugins().into_iter().filter(|p| matches!(p.origin, Origin::Library { .. })).collect()
 }
 
 fn refuse(path: &Path, why: impl fmt::Display) -> SdkError {
@@ -61,9 +35,10 @@ fn refuse(path: &Path, why: impl fmt::Display) -> SdkError {
 }
 
 /// Loads the plugin library at `path`, checks its interface version and layout (which covers
-/// the libtorch version), and registers its layer types, spaces and devices. A refusal is an
-/// [`SdkError::Config`] with a one-line reason.
-pub fn load(path: &Path) -> Result<LoadedPlugin> {
+/// the libtorch version), wraps its layer types, spaces and devices in adapters that implement
+/// the SDK's traits, and installs them with [`registry::install`], the path built-in plugins
+/// take too. A refusal is an [`SdkError::Config`] with a one-line reason, and installs nothing.
+pub fn load(path: &Path) -> Result<&'static Plugin> {
     let start = Instant::now();
     if !path.is_file() {
         return Err(refuse(path, "no such file"));
@@ -78,55 +53,37 @@ pub fn load(path: &Path) -> Result<LoadedPlugin> {
     };
     let info = &contents.info;
     let plugin = info.name.to_string();
-    let mut record = LoadedPlugin {
+    let origin = Origin::Library {
         path: path.to_owned(),
-        name: plugin.clone(),
-        version: info.version.to_string(),
-        summary: info.summary.to_string(),
         interface: info.interface.to_string(),
         libtorch: info.libtorch.to_string(),
-        layer_types: Vec::new(),
-        spaces: Vec::new(),
-        devices: Vec::new(),
         load_ms: 0.0,
     };
-    if let Some(other) = loaded().iter().find(|p| p.name == plugin) {
-        return Err(refuse(path, format!("a plugin named `{plugin}` is already loaded from {}", other.path.display())));
-    }
+    let mut record = Plugin::new(&plugin, info.version.as_str(), info.summary.as_str(), origin);
     for layer in contents.layer_types {
         let name = layer.name().to_string();
         let summary = layer.summary().to_string();
-        registry::register_layer_type(Box::new(HostLayerType {
-            plugin: plugin.clone(),
-            name: name.clone(),
-            summary,
-            layer,
-        }))
-        .map_err(|e| refuse(path, e))?;
-        record.layer_types.push(name);
+        record.layer_types.push(leak(HostLayerType { plugin: plugin.clone(), name, summary, layer }));
     }
     for space in contents.spaces {
         let name = space.name().to_string();
         let summary = space.summary().to_string();
-        registry::register_space(Box::new(HostSpace {
-            plugin: plugin.clone(),
-            name: name.clone(),
-            summary,
-            space: space.into(),
-        }))
-        .map_err(|e| refuse(path, e))?;
-        record.spaces.push(name);
+        record.spaces.push(leak(HostSpace { plugin: plugin.clone(), name, summary, space: space.into() }));
     }
     for device in contents.devices {
         let name = device.name().to_string();
         let summary = device.summary().to_string();
-        registry::register_device(Box::new(HostDevice { plugin: plugin.clone(), name: name.clone(), summary, device }))
-            .map_err(|e| refuse(path, e))?;
-        record.devices.push(name);
+        record.devices.push(leak(HostDevice { plugin: plugin.clone(), name, summary, device }));
     }
-    record.load_ms = start.elapsed().as_secs_f64() * 1e3;
-    LOADED.write().unwrap_or_else(|e| e.into_inner()).push(record.clone());
-    Ok(record)
+    if let Origin::Library { load_ms, .. } = &mut record.origin {
+        *load_ms = start.elapsed().as_secs_f64() * 1e3;
+    }
+    registry::install(record).map_err(|e| refuse(path, e))
+}
+
+/// An adapter that lives as long as the process (libraries are never unloaded).
+fn leak<T>(adapter: T) -> &'static T {
+    Box::leak(Box::new(adapter))
 }
 
 /// One line for a library that cannot be loaded as a donna plugin.
@@ -179,7 +136,13 @@ fn other_libtorch(report: &str) -> Option<String> {
 }
 
 fn plugin_error(plugin: &str, what: &str, e: RString) -> SdkError {
-    SdkError::Config(format!("plugin `{plugin}` {what}: {e}"))
+    let message = format!("plugin `{plugin}` {what}: {e}");
+    // A panic is the plugin's fault (exit code 1); any other error reports bad input to it.
+    if e.starts_with("panicked") {
+        SdkError::Plugin(message)
+    } else {
+        SdkError::Config(message)
+    }
 }
 
 struct HostLayerType {
@@ -191,8 +154,13 @@ struct HostLayerType {
 
 impl HostLayerType {
     fn err(&self, e: RString) -> SdkError {
-        // Setting errors keep their kind so the host can say which layer they came from.
-        SdkError::Setting(format!("{} (layer type `{}` of plugin `{}`)", e, self.name, self.plugin))
+        let message = format!("{} (layer type `{}` of plugin `{}`)", e, self.name, self.plugin);
+        // Setting errors keep their kind (bad input, exit code 2); a panic is the plugin's own.
+        if e.starts_with("panicked") {
+            SdkError::Plugin(message)
+        } else {
+            SdkError::Setting(message)
+        }
     }
 }
 
@@ -249,8 +217,11 @@ impl nn::ModuleT for HostModule {
     fn forward_t(&self, xs: &tch::Tensor, train: bool) -> tch::Tensor {
         match self.module.forward(TensorRef::new(xs), train) {
             RResult::ROk(t) => t.into_tch(),
-            // `ModuleT` has no error path; this panics on the host's side, like a tch op would.
-            RResult::RErr(e) => panic!("{}: forward failed: {e}", self.label),
+            // `ModuleT` has no error path: unwind host frames with a `PluginFailure`, which the
+            // stage (or the command) catches and reports as an error.
+            RResult::RErr(e) => {
+                std::panic::panic_any(donna_sdk::PluginFailure(format!("{}: forward failed: {e}", self.label)))
+            }
         }
     }
 }
@@ -448,7 +419,8 @@ mod tests {
         let layer = host_layer();
         let bad = Settings::new().with("out", 0i64);
         let err = layer.ops(&bad, FeatureShape::new(4, 5, 5)).unwrap_err().to_string();
-        assert!(err.contains("panicked: out must be positive") && err.contains("`mix` of plugin `test`"), "{err}");
+        assert!(err.contains("panicked at ") && err.contains(".rs:"), "the panic's place is kept: {err}");
+        assert!(err.contains(": out must be positive") && err.contains("`mix` of plugin `test`"), "{err}");
         // The layer still works after the panic.
         assert!(layer.ops(&Settings::new().with("out", 2i64), FeatureShape::new(4, 5, 5)).is_ok());
         let missing = layer.output_shape(&Settings::new(), FeatureShape::new(4, 5, 5)).unwrap_err();

@@ -282,7 +282,12 @@ impl crate::registry::DeviceProvider for ProfileFileProvider {
 }
 
 static PROFILE_FILE: ProfileFileProvider = ProfileFileProvider;
-inventory::submit! { crate::registry::DeviceRegistration(&PROFILE_FILE) }
+inventory::submit! {
+    crate::registry::BuiltinPlugin {
+        devices: &[&PROFILE_FILE],
+        ..crate::registry::BuiltinPlugin::empty("sdk", env!("CARGO_PKG_VERSION"), "devices from analytical profile files (profile:PATH)")
+    }
+}
 
 /// Checks every profile of `provider`: after calibration each reference latency is reproduced
 /// within `tolerance` (relative), the `mobilenet` teacher (MobileNetV2) is faster than the

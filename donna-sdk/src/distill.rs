@@ -174,7 +174,8 @@ pub fn unit_weights(run: &RunDir, u: Unit) -> PathBuf {
 /// A finished unit's result, if present and made with the same settings.
 pub fn unit_result(run: &RunDir, u: Unit) -> Result<Option<UnitResult>> {
     let json = unit_path(run, u, "json");
-    if !json.exists() || !unit_weights(run, u).exists() {
+    let (json_ok, weights_ok) = (artifact::usable(&json)?, artifact::usable(&unit_weights(run, u))?);
+    if !json_ok || !weights_ok {
         return Ok(None);
     }
     Ok(Some(artifact::read_json(&json)?))
@@ -229,14 +230,31 @@ impl Distiller<'_> {
         }
         let mut blocks: Vec<usize> = pending.iter().map(|u| u.block).collect();
         blocks.dedup();
+        // A plugin layer that fails inside its forward pass fails its group of units only: the
+        // other groups are still distilled and saved, and the failures are reported at the end.
+        let mut failed = Vec::new();
         for b in blocks {
             let block_units: Vec<Unit> = pending.iter().copied().filter(|u| u.block == b).collect();
             let total = units.iter().filter(|u| u.block == b).count();
             for group in block_units.chunks(config.options_per_pass.max(1)) {
                 let finished = done.iter().filter(|r: &&UnitResult| r.block == b).count();
                 let phase = format!("b{b} {}/{total}", finished + group.len());
-                done.extend(self.train_group(b, group, &phase, progress)?);
+                match crate::error::catch_plugin_failure(|| self.train_group(b, group, &phase, progress)) {
+                    Ok(results) => done.extend(results),
+                    Err(SdkError::Plugin(why)) => {
+                        let names: Vec<String> = group.iter().map(|u| format!("b{}/o{}", u.block, u.option)).collect();
+                        failed.push(format!("{}: {why}", names.join(" ")));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
+        }
+        if !failed.is_empty() {
+            return Err(SdkError::Plugin(format!(
+                "{} group(s) of units failed (the others are saved): {}",
+                failed.len(),
+                failed.join("; ")
+            )));
         }
         done.sort_by_key(|r| (r.block, r.option));
         Ok(done)

@@ -35,6 +35,9 @@ pub enum SdkError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A plugin failed where the SDK's traits have no error path (see [`PluginFailure`]).
+    #[error("{0}")]
+    Plugin(String),
     /// A malformed JSON document with the path it came from.
     #[error("{path}: {source}")]
     Json {
@@ -58,6 +61,36 @@ impl SdkError {
                 | SdkError::Json { .. }
         )
     }
+}
+
+/// The panic payload a plugin adapter raises where the SDK's traits have no error path: a
+/// layer's forward pass (tch's `ModuleT::forward_t` returns a tensor, not a result). The
+/// plugin side already turned its own panic or error into a value at the boundary; this
+/// unwinds host frames only, up to [`catch_plugin_failure`], which makes it an error again.
+#[derive(Clone, Debug)]
+pub struct PluginFailure(pub String);
+
+/// Runs `f`; a [`PluginFailure`] raised inside becomes [`SdkError::Plugin`]. Other panics
+/// (bugs) go on unwinding.
+pub fn catch_plugin_failure<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => match payload.downcast::<PluginFailure>() {
+            Ok(failure) => Err(SdkError::Plugin(failure.0)),
+            Err(other) => std::panic::resume_unwind(other),
+        },
+    }
+}
+
+/// Keeps the panic hook quiet for [`PluginFailure`]s (they are reported as errors where they
+/// are caught); every other panic is printed as before.
+pub fn quiet_plugin_failures() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<PluginFailure>().is_none() {
+            previous(info);
+        }
+    }));
 }
 
 /// Result with [`SdkError`].

@@ -66,7 +66,7 @@ pub mod value;
 pub use arch::{Architecture, BlockOption, Genome, SpaceSize};
 pub use cost::{CostModel, CostQuery, DeviceInfo, Latency, LatencyMethod, Precision};
 pub use counters::{Counters, Op, OpKind};
-pub use error::{Result, SdkError};
+pub use error::{catch_plugin_failure, PluginFailure, Result, SdkError};
 pub use layer::{FeatureShape, LayerModule, LayerSpec, LayerType};
 pub use layout::LayoutSpace;
 pub use predictor::Predictor;

@@ -1,11 +1,13 @@
 //! Where layer types, spaces, devices and searchers are found by name.
 //!
-//! Built-in plugins register at link time with `inventory::submit!`; dynamic plugins (loaded
-//! with `--plugin`) register at run time with the `register_*` functions. Lookups see both,
-//! so every command works the same whichever way a thing arrived. Registered items live for
-//! the whole process (plugin libraries are never unloaded), hence the `&'static` references.
+//! Everything here arrives in a [`Plugin`] through [`install`]: built-in plugins are declared
+//! at link time with `inventory::submit! { BuiltinPlugin { .. } }` and installed on first use;
+//! dynamic plugins (loaded with `--plugin`) are installed at run time. One path for both, so
+//! every command works the same whichever way a thing arrived. Installed items live for the
+//! whole process (plugin libraries are never unloaded), hence the `&'static` references.
 
-use std::sync::RwLock;
+use std::path::PathBuf;
+use std::sync::{Once, RwLock};
 
 use crate::cost::CostModel;
 use crate::data::{Dataset, DatasetProvider};
@@ -74,31 +76,178 @@ pub trait SearcherProvider: Send + Sync {
     fn build(&self, settings: &Settings) -> Result<Box<dyn Searcher>>;
 }
 
-/// Link-time registration of a layer type.
-pub struct LayerTypeRegistration(pub &'static dyn LayerType);
-/// Link-time registration of a search space.
-pub struct SpaceRegistration(pub &'static dyn SpaceProvider);
-/// Link-time registration of a hardware target.
-pub struct DeviceRegistration(pub &'static dyn DeviceProvider);
-/// Link-time registration of a searcher.
-pub struct SearcherRegistration(pub &'static dyn SearcherProvider);
-/// Link-time registration of a dataset format.
-pub struct DatasetRegistration(pub &'static dyn DatasetProvider);
+/// Where a plugin came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// Linked into this binary.
+    BuiltIn,
+    /// A library loaded with `--plugin`.
+    Library {
+        /// The file.
+        path: PathBuf,
+        /// The plugin interface version it was built against.
+        interface: String,
+        /// The libtorch version it was built against.
+        libtorch: String,
+        /// Milliseconds to open and check it.
+        load_ms: f64,
+    },
+}
 
-inventory::collect!(LayerTypeRegistration);
-inventory::collect!(SpaceRegistration);
-inventory::collect!(DeviceRegistration);
-inventory::collect!(SearcherRegistration);
-inventory::collect!(DatasetRegistration);
+/// A plugin: a named set of layer types, spaces, devices, searchers and datasets.
+///
+/// Everything in the registry arrives in a plugin, through [`install`], which is the only way
+/// in: built-in plugins are declared with a [`BuiltinPlugin`] (collected at link time and
+/// installed on first use), dynamic ones are built by `donna_plugin_abi::host::load` from a
+/// library, with adapters around the library's objects. Name checks, listings (`donna
+/// plugins`) and lookups are the same for both.
+pub struct Plugin {
+    /// Unique plugin name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// One line on what it is.
+    pub summary: String,
+    /// Built in, or the library it came from.
+    pub origin: Origin,
+    /// Layer types it contributes.
+    pub layer_types: Vec<&'static dyn LayerType>,
+    /// Search spaces it contributes.
+    pub spaces: Vec<&'static dyn SpaceProvider>,
+    /// Devices (cost models) it contributes.
+    pub devices: Vec<&'static dyn DeviceProvider>,
+    /// Search algorithms it contributes.
+    pub searchers: Vec<&'static dyn SearcherProvider>,
+    /// Dataset formats it contributes.
+    pub datasets: Vec<&'static dyn DatasetProvider>,
+}
 
-static DYN_LAYERS: RwLock<Vec<&'static dyn LayerType>> = RwLock::new(Vec::new());
-static DYN_SPACES: RwLock<Vec<&'static dyn SpaceProvider>> = RwLock::new(Vec::new());
-static DYN_DEVICES: RwLock<Vec<&'static dyn DeviceProvider>> = RwLock::new(Vec::new());
-static DYN_SEARCHERS: RwLock<Vec<&'static dyn SearcherProvider>> = RwLock::new(Vec::new());
-static DYN_DATASETS: RwLock<Vec<&'static dyn DatasetProvider>> = RwLock::new(Vec::new());
+impl Plugin {
+    /// An empty plugin called `name`, to fill in.
+    pub fn new(name: &str, version: &str, summary: &str, origin: Origin) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            summary: summary.to_owned(),
+            origin,
+            layer_types: Vec::new(),
+            spaces: Vec::new(),
+            devices: Vec::new(),
+            searchers: Vec::new(),
+            datasets: Vec::new(),
+        }
+    }
 
-fn read<T: ?Sized>(lock: &RwLock<Vec<&'static T>>) -> Vec<&'static T> {
-    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// `(kind, name)` of everything it contributes, in a fixed order.
+    pub fn contributions(&self) -> Vec<(&'static str, String)> {
+        let mut v: Vec<(&'static str, String)> = Vec::new();
+        v.extend(self.layer_types.iter().map(|l| ("layer", l.name().to_owned())));
+        v.extend(self.spaces.iter().map(|s| ("space", s.name().to_owned())));
+        v.extend(self.devices.iter().map(|d| ("device", d.name().to_owned())));
+        v.extend(self.searchers.iter().map(|s| ("searcher", s.name().to_owned())));
+        v.extend(self.datasets.iter().map(|d| ("dataset", d.name().to_owned())));
+        v
+    }
+}
+
+/// A plugin linked into the binary, declared in its crate with
+/// `inventory::submit! { BuiltinPlugin { devices: &[&MINE], ..BuiltinPlugin::empty(..) } }`.
+pub struct BuiltinPlugin {
+    /// Unique plugin name.
+    pub name: &'static str,
+    /// Its version (the crate's).
+    pub version: &'static str,
+    /// One line on what it is.
+    pub summary: &'static str,
+    /// Layer types it contributes.
+    pub layer_types: &'static [&'static dyn LayerType],
+    /// Search spaces it contributes.
+    pub spaces: &'static [&'static dyn SpaceProvider],
+    /// Devices it contributes.
+    pub devices: &'static [&'static dyn DeviceProvider],
+    /// Search algorithms it contributes.
+    pub searchers: &'static [&'static dyn SearcherProvider],
+    /// Dataset formats it contributes.
+    pub datasets: &'static [&'static dyn DatasetProvider],
+}
+
+impl BuiltinPlugin {
+    /// A plugin called `name` contributing nothing yet, to complete with struct update syntax.
+    pub const fn empty(name: &'static str, version: &'static str, summary: &'static str) -> Self {
+        Self { name, version, summary, layer_types: &[], spaces: &[], devices: &[], searchers: &[], datasets: &[] }
+    }
+
+    fn plugin(&self) -> Plugin {
+        Plugin {
+            layer_types: self.layer_types.to_vec(),
+            spaces: self.spaces.to_vec(),
+            devices: self.devices.to_vec(),
+            searchers: self.searchers.to_vec(),
+            datasets: self.datasets.to_vec(),
+            ..Plugin::new(self.name, self.version, self.summary, Origin::BuiltIn)
+        }
+    }
+}
+
+inventory::collect!(BuiltinPlugin);
+
+static PLUGINS: RwLock<Vec<&'static Plugin>> = RwLock::new(Vec::new());
+static BUILTINS: Once = Once::new();
+
+fn installed() -> Vec<&'static Plugin> {
+    BUILTINS.call_once(|| {
+        let mut builtins: Vec<&BuiltinPlugin> = inventory::iter::<BuiltinPlugin>.into_iter().collect();
+        builtins.sort_by_key(|b| b.name);
+        for b in builtins {
+            if let Err(e) = add_plugin(b.plugin()) {
+                // Two built-ins with one name are a packaging bug; the first one stays usable.
+                eprintln!("warning: built-in plugin `{}` not installed: {e}", b.name);
+            }
+        }
+    });
+    PLUGINS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Every installed plugin: the built-ins (by name), then the loaded ones in load order.
+pub fn plugins() -> Vec<&'static Plugin> {
+    installed()
+}
+
+/// Installs `plugin`: checks that its name, and the name of everything it contributes (per
+/// kind), are new, then adds all of it at once; on a clash, nothing.
+pub fn install(plugin: Plugin) -> Result<&'static Plugin> {
+    installed();
+    add_plugin(plugin)
+}
+
+fn add_plugin(plugin: Plugin) -> Result<&'static Plugin> {
+    let mut list = PLUGINS.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(other) = list.iter().find(|p| p.name == plugin.name) {
+        let from = match &other.origin {
+            Origin::BuiltIn => "built in".to_owned(),
+            Origin::Library { path, .. } => format!("loaded from {}", path.display()),
+        };
+        return Err(SdkError::Config(format!("a plugin named `{}` is already {from}", plugin.name)));
+    }
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    for item in plugin.contributions() {
+        let owner = list.iter().find(|p| p.contributions().contains(&item)).map(|p| p.name.clone());
+        if owner.is_some() || seen.contains(&item) {
+            let (kind, name) = item;
+            let owner = owner.unwrap_or_else(|| plugin.name.clone());
+            return Err(SdkError::Config(format!(
+                "a {kind} named `{name}` is already registered (by plugin `{owner}`)"
+            )));
+        }
+        seen.push(item);
+    }
+    let plugin: &'static Plugin = Box::leak(Box::new(plugin));
+    list.push(plugin);
+    Ok(plugin)
+}
+
+fn all<T: ?Sized + 'static>(pick: impl Fn(&'static Plugin) -> &'static [&'static T]) -> Vec<&'static T> {
+    installed().into_iter().flat_map(|p| pick(p).iter().copied()).collect()
 }
 
 fn sorted<T: ?Sized>(mut items: Vec<&'static T>, name: impl Fn(&T) -> &str) -> Vec<&'static T> {
@@ -119,25 +268,9 @@ fn find<T: ?Sized>(
     })
 }
 
-fn add<T: ?Sized>(
-    kind: &'static str,
-    lock: &RwLock<Vec<&'static T>>,
-    existing: Vec<&'static T>,
-    item: Box<T>,
-    name: impl Fn(&T) -> &str,
-) -> Result<()> {
-    if existing.iter().any(|e| name(e) == name(&item)) {
-        return Err(SdkError::Config(format!("a {kind} named `{}` is already registered", name(&item))));
-    }
-    lock.write().unwrap_or_else(|e| e.into_inner()).push(Box::leak(item));
-    Ok(())
-}
-
 /// Every layer type, sorted by name.
 pub fn layer_types() -> Vec<&'static dyn LayerType> {
-    let mut v: Vec<_> = inventory::iter::<LayerTypeRegistration>.into_iter().map(|r| r.0).collect();
-    v.extend(read(&DYN_LAYERS));
-    sorted(v, |l| l.name())
+    sorted(all(|p| &p.layer_types), |l| l.name())
 }
 
 /// The layer type called `name`.
@@ -147,9 +280,7 @@ pub fn layer_type(name: &str) -> Result<&'static dyn LayerType> {
 
 /// Every search space provider, sorted by name.
 pub fn spaces() -> Vec<&'static dyn SpaceProvider> {
-    let mut v: Vec<_> = inventory::iter::<SpaceRegistration>.into_iter().map(|r| r.0).collect();
-    v.extend(read(&DYN_SPACES));
-    sorted(v, |s| s.name())
+    sorted(all(|p| &p.spaces), |s| s.name())
 }
 
 /// Builds the space called `name` for `config`; `file:PATH` reads a space file (see
@@ -168,9 +299,7 @@ pub fn space(name: &str, config: &SpaceConfig) -> Result<Box<dyn SearchSpace>> {
 
 /// Every device provider, sorted by name.
 pub fn devices() -> Vec<&'static dyn DeviceProvider> {
-    let mut v: Vec<_> = inventory::iter::<DeviceRegistration>.into_iter().map(|r| r.0).collect();
-    v.extend(read(&DYN_DEVICES));
-    sorted(v, |d| d.name())
+    sorted(all(|p| &p.devices), |d| d.name())
 }
 
 /// Builds the cost model for `--device NAME[:ARGS]`.
@@ -181,9 +310,7 @@ pub fn device(spec: &str) -> Result<Box<dyn CostModel>> {
 
 /// Every searcher provider, sorted by name.
 pub fn searchers() -> Vec<&'static dyn SearcherProvider> {
-    let mut v: Vec<_> = inventory::iter::<SearcherRegistration>.into_iter().map(|r| r.0).collect();
-    v.extend(read(&DYN_SEARCHERS));
-    sorted(v, |s| s.name())
+    sorted(all(|p| &p.searchers), |s| s.name())
 }
 
 /// Builds the searcher called `name`.
@@ -193,38 +320,11 @@ pub fn searcher(name: &str, settings: &Settings) -> Result<Box<dyn Searcher>> {
 
 /// Every dataset provider, sorted by name.
 pub fn datasets() -> Vec<&'static dyn DatasetProvider> {
-    let mut v: Vec<_> = inventory::iter::<DatasetRegistration>.into_iter().map(|r| r.0).collect();
-    v.extend(read(&DYN_DATASETS));
-    sorted(v, |d| d.name())
+    sorted(all(|p| &p.datasets), |d| d.name())
 }
 
 /// Opens `--data NAME[:ARG]` for a run at `resolution`.
 pub fn dataset(spec: &str, resolution: i64) -> Result<Box<dyn Dataset>> {
     let (name, arg) = spec.split_once(':').unwrap_or((spec, ""));
     find("dataset", datasets(), name, |d| d.name())?.open(arg, resolution)
-}
-
-/// Adds a dataset format at run time. Names must be new.
-pub fn register_dataset(item: Box<dyn DatasetProvider>) -> Result<()> {
-    add("dataset", &DYN_DATASETS, datasets(), item, |d| d.name())
-}
-
-/// Adds a layer type at run time (from a dynamic plugin). Names must be new.
-pub fn register_layer_type(item: Box<dyn LayerType>) -> Result<()> {
-    add("layer type", &DYN_LAYERS, layer_types(), item, |l| l.name())
-}
-
-/// Adds a search space at run time. Names must be new.
-pub fn register_space(item: Box<dyn SpaceProvider>) -> Result<()> {
-    add("search space", &DYN_SPACES, spaces(), item, |s| s.name())
-}
-
-/// Adds a device at run time. Names must be new.
-pub fn register_device(item: Box<dyn DeviceProvider>) -> Result<()> {
-    add("device", &DYN_DEVICES, devices(), item, |d| d.name())
-}
-
-/// Adds a searcher at run time. Names must be new.
-pub fn register_searcher(item: Box<dyn SearcherProvider>) -> Result<()> {
-    add("searcher", &DYN_SEARCHERS, searchers(), item, |s| s.name())
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use donna_plugin_abi::host;
+use donna_sdk::registry::{self, Origin};
 
 use crate::table::render;
 
@@ -14,29 +15,27 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every plugin, built-in and loaded, with what it contributes.
 pub fn list() -> anyhow::Result<()> {
-    let plugins = host::loaded();
-    if plugins.is_empty() {
-        println!("no plugins loaded (load one with `donna --plugin PATH.so plugins`)");
-        return Ok(());
-    }
-    let names = |kind: &str, v: &[String]| v.iter().map(|n| format!("{kind} {n}")).collect::<Vec<_>>();
+    let plugins = registry::plugins();
     let rows: Vec<Vec<String>> = plugins
         .iter()
         .map(|p| {
-            let mut contributes = names("layer", &p.layer_types);
-            contributes.extend(names("space", &p.spaces));
-            contributes.extend(names("device", &p.devices));
-            vec![
-                p.name.clone(),
-                p.version.clone(),
-                format!("{} / libtorch {}", p.interface, p.libtorch),
-                contributes.join(", "),
-                format!("{:.1} ms", p.load_ms),
-                p.path.display().to_string(),
-            ]
+            let contributes: Vec<String> = p.contributions().into_iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let (interface, load, from) = match &p.origin {
+                Origin::BuiltIn => ("built in".to_owned(), "—".to_owned(), "built in".to_owned()),
+                Origin::Library { path, interface, libtorch, load_ms } => (
+                    format!("{interface} / libtorch {libtorch}"),
+                    format!("{load_ms:.1} ms"),
+                    path.display().to_string(),
+                ),
+            };
+            vec![p.name.clone(), p.version.clone(), interface, contributes.join(", "), load, from]
         })
         .collect();
-    print!("{}", render(&["plugin", "version", "interface", "contributes", "load", "path"], &rows));
+    print!("{}", render(&["plugin", "version", "interface", "contributes", "load", "from"], &rows));
+    if host::loaded().is_empty() {
+        println!("no plugins loaded (load one with `donna --plugin PATH.so plugins`)");
+    }
     Ok(())
 }

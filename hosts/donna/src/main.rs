@@ -30,6 +30,7 @@ mod cmd_plugins;
 mod cmd_predictor;
 mod cmd_run;
 mod cmd_search;
+mod cmd_verify;
 mod progress_bar;
 mod run_args;
 mod space_args;
@@ -101,6 +102,9 @@ enum Command {
     /// Every work unit of a run (teacher epochs, BKD units, predictor samples, searches,
     /// models) and its state: done, pending, stale or waiting.
     Plan(cmd_plan::PlanArgs),
+    /// Check every artifact of a run against its manifest (size and SHA-256): ok, damaged or
+    /// missing. Damaged artifacts are redone by the next run of their stage.
+    Verify(cmd_verify::VerifyArgs),
     /// Compare search spaces on a device: teacher, distillation, predictor and search for each,
     /// then their Pareto fronts in one plot and one table.
     Explore(cmd_explore::ExploreArgs),
@@ -119,7 +123,34 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(exit_code(&e));
     }
-    let result = match cli.command {
+    // A plugin layer that fails in its forward pass unwinds with a `PluginFailure` (tch's
+    // `ModuleT` has no error path); stages that can go on catch it themselves, and anything
+    // left becomes this command's error, not a crash.
+    donna_sdk::error::quiet_plugin_failures();
+    let result = donna_sdk::catch_plugin_failure(|| Ok(run_command(cli.command))).unwrap_or_else(|e| Err(e.into()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Keeps freed blocks in the heap instead of handing them back to the OS after every step:
+/// glibc's defaults cost 1.6x in training and 3x in evaluation (libtorch allocates through the
+/// same malloc), see shared/reference-figures.md.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Spaces => cmd_list::spaces(),
         Command::Layers => cmd_list::layers(),
         Command::Devices => cmd_list::devices(),
@@ -139,28 +170,10 @@ fn main() -> ExitCode {
         Command::Finetune(args) => cmd_search::run_finetune(&args),
         Command::Compress(args) => cmd_compress::run(&args),
         Command::Plan(args) => cmd_plan::run(&args),
+        Command::Verify(args) => cmd_verify::run(&args),
         Command::Explore(args) => cmd_explore::run(&args),
         Command::Run(args) => cmd_run::pipeline(&args),
         Command::Bench(cmd) => cmd_bench::run(cmd),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
-    }
-}
-
-/// Keeps freed blocks in the heap instead of handing them back to the OS after every step:
-/// glibc's defaults cost 1.6x in training and 3x in evaluation (libtorch allocates through the
-/// same malloc), see shared/reference-figures.md.
-fn keep_freed_memory() {
-    // SAFETY: mallopt only changes allocator tuning parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }
 

@@ -15,7 +15,7 @@
 //! minus the class token and its position (384): 5,717,032.
 
 use donna_sdk::optim::{OptimizerHint, OptimizerKind};
-use donna_sdk::registry::{SpaceFn, SpaceRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SpaceFn};
 use donna_sdk::space::{enumerate_options, make_divisible};
 use donna_sdk::{
     BlockOption, BlockSpec, Dimension, FeatureShape, LayerSpec, LayoutSpace, Result, SdkError, Settings, SpaceConfig,
@@ -116,4 +116,6 @@ static PROVIDER: SpaceFn = SpaceFn {
     build: |config| Ok(Box::new(space(config)?)),
 };
 
-inventory::submit! { SpaceRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { spaces: &[&PROVIDER], ..BuiltinPlugin::empty("space-attention", env!("CARGO_PKG_VERSION"), "the attention (vision transformer) search space") }
+}

@@ -18,7 +18,6 @@
 use std::path::{Path, PathBuf};
 
 use donna_sdk::data::{Dataset, DatasetInfo, DatasetProvider, Split};
-use donna_sdk::registry::DatasetRegistration;
 use donna_sdk::{Result, SdkError};
 
 /// Side of a CIFAR image.
@@ -36,9 +35,6 @@ pub struct Cifar100;
 pub static CIFAR10: Cifar10 = Cifar10;
 /// The registered CIFAR-100 provider.
 pub static CIFAR100: Cifar100 = Cifar100;
-
-inventory::submit! { DatasetRegistration(&CIFAR10) }
-inventory::submit! { DatasetRegistration(&CIFAR100) }
 
 /// How the records of one CIFAR variant are laid out.
 struct Layout {

@@ -16,7 +16,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use donna_sdk::data::{Dataset, DatasetInfo, DatasetProvider, Split};
-use donna_sdk::registry::DatasetRegistration;
 use donna_sdk::{Result, SdkError};
 
 /// Classes of both MNIST and Fashion-MNIST.
@@ -37,9 +36,6 @@ pub struct FashionMnist;
 pub static MNIST: Mnist = Mnist;
 /// The registered Fashion-MNIST provider.
 pub static FASHION_MNIST: FashionMnist = FashionMnist;
-
-inventory::submit! { DatasetRegistration(&MNIST) }
-inventory::submit! { DatasetRegistration(&FASHION_MNIST) }
 
 impl DatasetProvider for Mnist {
     fn name(&self) -> &str {

@@ -23,7 +23,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use donna_sdk::data::{Dataset, DatasetInfo, DatasetProvider, Split};
-use donna_sdk::registry::DatasetRegistration;
 use donna_sdk::{Result, SdkError};
 use image::imageops::FilterType;
 use rayon::prelude::*;
@@ -37,8 +36,6 @@ pub struct ImageFolder;
 
 /// The registered image-folder provider.
 pub static IMAGE_FOLDER: ImageFolder = ImageFolder;
-
-inventory::submit! { DatasetRegistration(&IMAGE_FOLDER) }
 
 impl DatasetProvider for ImageFolder {
     fn name(&self) -> &str {

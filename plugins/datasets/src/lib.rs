@@ -17,3 +17,10 @@ pub mod imagefolder;
 pub mod synthetic;
 #[cfg(test)]
 mod test_dir;
+
+inventory::submit! {
+    donna_sdk::registry::BuiltinPlugin {
+        datasets: &[&cifar::CIFAR10, &cifar::CIFAR100, &idx::MNIST, &idx::FASHION_MNIST, &imagefolder::IMAGE_FOLDER, &synthetic::PROVIDER],
+        ..donna_sdk::registry::BuiltinPlugin::empty("datasets", env!("CARGO_PKG_VERSION"), "dataset formats: CIFAR, MNIST (IDX), image folders, the embedded synthetic set")
+    }
+}

@@ -18,7 +18,6 @@
 use std::f32::consts::PI;
 
 use donna_sdk::data::{Dataset, DatasetInfo, DatasetProvider, Split};
-use donna_sdk::registry::DatasetRegistration;
 use donna_sdk::{Result, SdkError, SplitMix64};
 use rayon::prelude::*;
 
@@ -272,7 +271,7 @@ impl Dataset for Synthetic {
     }
 }
 
-struct Provider;
+pub(crate) struct Provider;
 
 impl DatasetProvider for Provider {
     fn name(&self) -> &str {
@@ -288,8 +287,7 @@ impl DatasetProvider for Provider {
     }
 }
 
-static PROVIDER: Provider = Provider;
-inventory::submit! { DatasetRegistration(&PROVIDER) }
+pub(crate) static PROVIDER: Provider = Provider;
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,7 @@
 //! count (5,288,548); below width 1.0 the head shrinks with the width multiplier.
 
 use donna_layers::stage;
-use donna_sdk::registry::{SpaceFn, SpaceRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SpaceFn};
 use donna_sdk::{BlockOption, Dimension, LayerSpec, LayoutSpace, Result, Settings, SpaceConfig};
 
 /// (output channels, stride at 224 px, teacher kernel, teacher depth) of each block.
@@ -93,4 +93,6 @@ static PROVIDER: SpaceFn = SpaceFn {
     build: |config| Ok(Box::new(space(config)?)),
 };
 
-inventory::submit! { SpaceRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { spaces: &[&PROVIDER], ..BuiltinPlugin::empty("space-efficientnet", env!("CARGO_PKG_VERSION"), "the EfficientNet search space") }
+}

@@ -19,7 +19,7 @@
 
 use std::marker::PhantomData;
 
-use donna_sdk::registry::LayerTypeRegistration;
+use donna_sdk::registry::BuiltinPlugin;
 use donna_sdk::{FeatureShape, LayerModule, LayerType, Op, Result, Settings};
 use tch::nn;
 
@@ -90,14 +90,12 @@ static PATCH_EMBED: Kind<embed::PatchEmbed> =
 static CLASSIFIER: Kind<classifier::Classifier> =
     Kind::new("classifier", "global average pool, optional layer norm, dropout, linear");
 
-inventory::submit! { LayerTypeRegistration(&CONV_BN_ACT) }
-inventory::submit! { LayerTypeRegistration(&POINTWISE) }
-inventory::submit! { LayerTypeRegistration(&MBCONV) }
-inventory::submit! { LayerTypeRegistration(&FUSED_MBCONV) }
-inventory::submit! { LayerTypeRegistration(&TRANSFORMER) }
-inventory::submit! { LayerTypeRegistration(&CONV_MIXER) }
-inventory::submit! { LayerTypeRegistration(&PATCH_EMBED) }
-inventory::submit! { LayerTypeRegistration(&CLASSIFIER) }
+inventory::submit! {
+    BuiltinPlugin {
+        layer_types: &[&CONV_BN_ACT, &POINTWISE, &MBCONV, &FUSED_MBCONV, &TRANSFORMER, &CONV_MIXER, &PATCH_EMBED, &CLASSIFIER],
+        ..BuiltinPlugin::empty("layers", env!("CARGO_PKG_VERSION"), "the built-in layer types of the MobileNet, EfficientNet and attention spaces")
+    }
+}
 
 #[cfg(test)]
 mod tests;

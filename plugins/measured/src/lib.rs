@@ -23,7 +23,7 @@ use donna_sdk::compute::load_cuda_backend;
 use donna_sdk::cost::{CostModel, CostQuery, DeviceInfo, Latency, LatencyMethod, Precision};
 use donna_sdk::layer::FeatureShape;
 use donna_sdk::network::{build_network, to_channels_last, use_channels_last};
-use donna_sdk::registry::{DeviceProvider, DeviceRegistration};
+use donna_sdk::registry::{BuiltinPlugin, DeviceProvider};
 use donna_sdk::{Architecture, Result, SdkError, SearchSpace};
 use tch::nn::{ModuleT, Path, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -272,8 +272,9 @@ impl DeviceProvider for Cuda {
 
 static CPU: Cpu = Cpu;
 static CUDA: Cuda = Cuda;
-inventory::submit! { DeviceRegistration(&CPU) }
-inventory::submit! { DeviceRegistration(&CUDA) }
+inventory::submit! {
+    BuiltinPlugin { devices: &[&CPU, &CUDA], ..BuiltinPlugin::empty("device-measured", env!("CARGO_PKG_VERSION"), "latency measured here with libtorch (cpu, cuda)") }
+}
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@
 //! and 224 px the teacher has exactly torchvision's 3,504,872 parameters.
 
 use donna_layers::stage;
-use donna_sdk::registry::{SpaceFn, SpaceRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SpaceFn};
 use donna_sdk::{BlockOption, Dimension, LayerSpec, LayoutSpace, Result, Settings, SpaceConfig};
 
 /// (output channels, stride at 224 px, teacher depth) of each block.
@@ -81,4 +81,6 @@ static PROVIDER: SpaceFn = SpaceFn {
     build: |config| Ok(Box::new(space(config)?)),
 };
 
-inventory::submit! { SpaceRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { spaces: &[&PROVIDER], ..BuiltinPlugin::empty("space-mobilenet", env!("CARGO_PKG_VERSION"), "the MobileNetV2 search space") }
+}

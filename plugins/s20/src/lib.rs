@@ -7,7 +7,7 @@
 //! GPU. Refit with real measurements before trusting absolute numbers.
 
 use donna_sdk::analytical::AnalyticalProvider;
-use donna_sdk::registry::DeviceRegistration;
+use donna_sdk::registry::BuiltinPlugin;
 
 static PROVIDER: AnalyticalProvider = AnalyticalProvider {
     name: "s20",
@@ -15,7 +15,9 @@ static PROVIDER: AnalyticalProvider = AnalyticalProvider {
     profiles: &[include_str!("../profiles/cpu-ncnn.json"), include_str!("../profiles/gpu-ncnn-vulkan.json")],
 };
 
-inventory::submit! { DeviceRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { devices: &[&PROVIDER], ..BuiltinPlugin::empty("device-s20", env!("CARGO_PKG_VERSION"), "Samsung Galaxy S20 cost model (analytical, calibrated)") }
+}
 
 #[cfg(test)]
 mod tests;

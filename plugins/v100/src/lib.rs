@@ -7,7 +7,7 @@
 //! and EfficientNet-B0 at batch 1.
 
 use donna_sdk::analytical::AnalyticalProvider;
-use donna_sdk::registry::DeviceRegistration;
+use donna_sdk::registry::BuiltinPlugin;
 
 static PROVIDER: AnalyticalProvider = AnalyticalProvider {
     name: "v100",
@@ -15,7 +15,9 @@ static PROVIDER: AnalyticalProvider = AnalyticalProvider {
     profiles: &[include_str!("../profiles/pytorch-fp32.json"), include_str!("../profiles/ncnn-vulkan-fp16.json")],
 };
 
-inventory::submit! { DeviceRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { devices: &[&PROVIDER], ..BuiltinPlugin::empty("device-v100", env!("CARGO_PKG_VERSION"), "NVIDIA V100 cost model (analytical, calibrated)") }
+}
 
 #[cfg(test)]
 mod tests;

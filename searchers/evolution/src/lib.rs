@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SearcherProvider};
 use donna_sdk::searcher::{Archive, Evaluation, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
 use donna_sdk::{Result, SdkError, SearchSpace, Settings, SplitMix64, Value};
 
@@ -133,7 +133,9 @@ impl SearcherProvider for Provider {
 }
 
 static PROVIDER: Provider = Provider;
-inventory::submit! { SearcherRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { searchers: &[&PROVIDER], ..BuiltinPlugin::empty("searcher-evolution", env!("CARGO_PKG_VERSION"), "aging (regularized) evolution") }
+}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@
 #![deny(missing_docs)]
 
 use donna_sdk::pareto::{crowding, fronts};
-use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SearcherProvider};
 use donna_sdk::searcher::{Archive, Evaluation, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
 use donna_sdk::{Genome, Result, SdkError, SearchSpace, Settings, SplitMix64};
 use std::collections::HashSet;
@@ -154,7 +154,9 @@ impl SearcherProvider for Provider {
 }
 
 static PROVIDER: Provider = Provider;
-inventory::submit! { SearcherRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { searchers: &[&PROVIDER], ..BuiltinPlugin::empty("searcher-nsga2", env!("CARGO_PKG_VERSION"), "NSGA-II multi-objective evolutionary search") }
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 //! (seeded, deduplicated, one batch per generation) as the evolutionary searchers.
 #![deny(missing_docs)]
 
-use donna_sdk::registry::{SearcherProvider, SearcherRegistration};
+use donna_sdk::registry::{BuiltinPlugin, SearcherProvider};
 use donna_sdk::searcher::{Archive, Evaluator, GenerationReport, Individual, SearchSettings, Searcher};
 use donna_sdk::{Result, SdkError, SearchSpace, Settings, SplitMix64};
 
@@ -57,7 +57,9 @@ impl SearcherProvider for Provider {
 }
 
 static PROVIDER: Provider = Provider;
-inventory::submit! { SearcherRegistration(&PROVIDER) }
+inventory::submit! {
+    BuiltinPlugin { searchers: &[&PROVIDER], ..BuiltinPlugin::empty("searcher-random", env!("CARGO_PKG_VERSION"), "uniform random search") }
+}
 
 #[cfg(test)]
 mod tests {
