@@ -263,13 +263,18 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
 }
 
 impl Shared {
-    /// The reply to one request.
+    /// The reply to one request, carrying the request's id when it has one.
     fn handle(&self, frame: &[u8], peer: &str) -> Reply {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let header: RequestHeader = match serde_json::from_slice(frame) {
             Ok(h) => h,
             Err(e) => return Reply::error(ErrorKind::Malformed, format!("not a JSON request: {e}")),
         };
+        let id = header.id.as_ref().and_then(serde_json::Value::as_u64);
+        self.answer(header, frame, id, peer).with_id(id)
+    }
+
+    fn answer(&self, header: RequestHeader, frame: &[u8], id: Option<u64>, peer: &str) -> Reply {
         match header.protocol.as_ref().and_then(serde_json::Value::as_u64) {
             Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
             _ => {
@@ -297,13 +302,14 @@ impl Shared {
                 requests: self.counters.requests.load(Ordering::Relaxed),
                 errors: self.counters.errors.load(Ordering::Relaxed),
                 measured: self.counters.measured.load(Ordering::Relaxed),
+                connections: self.connections.load(Ordering::SeqCst) as u64,
                 uptime_s: self.started.elapsed().as_secs_f64(),
             })),
-            RequestBody::Measure(m) => self.enqueue(m, peer),
+            RequestBody::Measure(m) => self.enqueue(m, id, peer),
         }
     }
 
-    fn enqueue(&self, m: MeasureRequest, peer: &str) -> Reply {
+    fn enqueue(&self, m: MeasureRequest, id: Option<u64>, peer: &str) -> Reply {
         let c = &self.config;
         if m.archs.len() > c.max_archs {
             let message =
@@ -331,8 +337,9 @@ impl Shared {
         let reply = rx.recv().unwrap_or_else(|_| Reply::error(ErrorKind::Internal, "the measuring thread has stopped"));
         if let ReplyBody::Measure { results } = &reply.body {
             let ok = results.iter().filter(|r| matches!(r, ArchResult::Latency(_))).count();
+            let request = id.map_or_else(String::new, |id| format!(" (request {id})"));
             eprintln!(
-                "donna-agent: {peer}: measured {ok} of {n} {space} architectures at batch {batch} in {:.2} s",
+                "donna-agent: {peer}: measured {ok} of {n} {space} architectures at batch {batch} in {:.2} s{request}",
                 started.elapsed().as_secs_f64()
             );
         }

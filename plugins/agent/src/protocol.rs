@@ -13,8 +13,22 @@
 //!     "archs":["mobilenet:k3-e6-d2-se0-w1/…"],"batch":1,"precision":"fp32"}
 //! <- {"protocol":1,"reply":"measure","results":[{"latency":{"ms":9.16,"cv":0.04}},{"error":"…"}]}
 //! -> {"protocol":1,"token":"…","request":"stats"}
-//! <- {"protocol":1,"reply":"stats","requests":3,"errors":0,"measured":1,"uptime_s":12.5}
+//! <- {"protocol":1,"reply":"stats","requests":3,"errors":0,"measured":1,"connections":1,"uptime_s":12.5}
 //! <- {"protocol":1,"reply":"error","kind":"token","message":"wrong or missing token"}
+//! ```
+//!
+//! A request may carry an `"id"` (an unsigned 64-bit integer of the client's choosing); the
+//! reply to it then carries the same `"id"`, so a client can tell that a reply is the answer to
+//! its own request and not to another. The agent echoes it on every reply to a request it could
+//! read that far, refusals included; a reply sent before the request was read (`busy`,
+//! `too_large`, JSON that does not parse) has none. The field is optional both ways, so peers
+//! from before it interoperate: an older agent ignores it (and its replies have no id), an
+//! older client never sends one. `donna`'s client sends a fresh id with every request and
+//! treats a reply with another id as an error.
+//!
+//! ```text
+//! -> {"protocol":1,"id":17,"token":"…","request":"stats"}
+//! <- {"protocol":1,"id":17,"reply":"stats","requests":4,"errors":0,"measured":1,"connections":1,"uptime_s":13.0}
 //! ```
 //!
 //! A connection carries any number of request/reply pairs, one at a time. A request the agent
@@ -46,6 +60,9 @@ pub const MAX_REPLY_BYTES: u32 = 64 << 20;
 pub struct Request {
     /// [`PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The client's name for this request, echoed in the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// The agent's shared secret, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -60,6 +77,8 @@ pub struct Request {
 pub struct RequestHeader {
     /// The protocol version, if the request has one.
     pub protocol: Option<serde_json::Value>,
+    /// The request id, if any (echoed only when it is an unsigned 64-bit integer).
+    pub id: Option<serde_json::Value>,
     /// The token, if any.
     pub token: Option<String>,
 }
@@ -96,6 +115,9 @@ pub struct MeasureRequest {
 pub struct Reply {
     /// [`PROTOCOL_VERSION`].
     pub protocol: u32,
+    /// The id of the request this answers, when it had one and was read that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
     /// The reply itself.
     #[serde(flatten)]
     pub body: ReplyBody,
@@ -104,7 +126,12 @@ pub struct Reply {
 impl Reply {
     /// `body` in this protocol version.
     pub fn new(body: ReplyBody) -> Self {
-        Self { protocol: PROTOCOL_VERSION, body }
+        Self { protocol: PROTOCOL_VERSION, id: None, body }
+    }
+
+    /// This reply, answering the request `id`.
+    pub fn with_id(self, id: Option<u64>) -> Self {
+        Self { id, ..self }
     }
 
     /// An error reply.
@@ -212,6 +239,9 @@ pub struct AgentStats {
     pub errors: u64,
     /// Architectures measured.
     pub measured: u64,
+    /// Connections open now, the one asking included (0 from agents older than this field).
+    #[serde(default)]
+    pub connections: u64,
     /// Seconds since the agent started.
     pub uptime_s: f64,
 }
@@ -298,9 +328,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_back_to_back_on_one_stream() {
-        let hello = Request { protocol: 1, token: Some("s3cret".into()), body: RequestBody::Hello };
+        let hello = Request { protocol: 1, id: Some(7), token: Some("s3cret".into()), body: RequestBody::Hello };
         let measure = Request {
             protocol: 1,
+            id: None,
             token: None,
             body: RequestBody::Measure(MeasureRequest {
                 space: "mobilenet".into(),
@@ -339,6 +370,31 @@ mod tests {
         assert_eq!(e, r#"{"protocol":1,"reply":"error","kind":"too_large","message":"big"}"#);
         let header: RequestHeader = serde_json::from_str(r#"{"protocol":"2","whatever":[1]}"#).unwrap();
         assert_eq!(header.protocol, Some(serde_json::json!("2")));
+    }
+
+    #[test]
+    fn the_request_id_is_optional_both_ways_and_echoed_in_the_reply() {
+        // A request from a client that knows no ids, and one that sends one.
+        let old: Request = serde_json::from_str(r#"{"protocol":1,"request":"hello"}"#).unwrap();
+        assert_eq!(old.id, None);
+        let new = Request { protocol: 1, id: Some(u64::MAX), token: None, body: RequestBody::Stats };
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(text, format!(r#"{{"protocol":1,"id":{},"request":"stats"}}"#, u64::MAX));
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), new);
+        let header: RequestHeader = serde_json::from_str(&text).unwrap();
+        assert_eq!(header.id.and_then(|v| v.as_u64()), Some(u64::MAX));
+        // A reply without an id (an older agent, or a refusal before the request was read)
+        // still reads; one with an id carries it.
+        let old: Reply = serde_json::from_str(
+            r#"{"protocol":1,"reply":"stats","requests":1,"errors":0,"measured":0,"uptime_s":1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.id, None);
+        assert!(matches!(old.body, ReplyBody::Stats(AgentStats { connections: 0, .. })));
+        let busy = Reply::error(ErrorKind::Busy, "busy").with_id(Some(9));
+        let text = serde_json::to_string(&busy).unwrap();
+        assert_eq!(text, r#"{"protocol":1,"id":9,"reply":"error","kind":"busy","message":"busy"}"#);
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), busy);
     }
 
     #[test]
