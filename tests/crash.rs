@@ -229,6 +229,14 @@ fn damaged_artifacts_are_detected_reported_and_redone() {
         assert!(report.contains(&format!("damaged  {rel}")), "{rel} not reported:\n{report}");
     }
     assert!(report.contains("4 damaged"), "{report}");
+    // Planning reports damage without touching the files.
+    let o =
+        donna().args(["plan", "--run", run.to_str().unwrap(), "--steps", "4", "--max-options", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let plan = text(&o);
+    assert!(plan.lines().any(|l| l.starts_with("distill") && l.ends_with("damaged")), "{plan}");
+    assert!(plan.lines().any(|l| l.starts_with("finetune") && l.ends_with("damaged")), "{plan}");
+    assert!(damaged.iter().all(|p| p.is_file()), "plan moved a file");
     // A stage that reads a damaged file refuses it with the path, instead of using it.
     let o = donna().args(["predict", "--run", run.to_str().unwrap(), "teacher"]).output().unwrap();
     assert!(!o.status.success());

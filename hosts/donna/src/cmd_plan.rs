@@ -3,13 +3,13 @@
 //! The units are the ones the stages would run with the same flags: teacher epochs, BKD units
 //! (`bkd b<block>/o<option>`), predictor samples, device searches and exported models. A unit is
 //! `done` when its artifact exists with the run's settings, `stale` when it exists with other
-//! settings (it will be redone), `pending` otherwise, or `waiting` when an earlier stage must
-//! finish first. Shards (`--shard I/N`) take units round-robin in the order listed.
+//! settings (it will be redone), `damaged` when its file differs from what the run's manifest
+//! lists (it will be moved aside and redone), `pending` otherwise, or `waiting` when an earlier
+//! stage must finish first. Planning only reads: damaged files stay where they are. Shards (`--shard I/N`) take units round-robin in the order listed.
 
 use clap::Args;
-use donna_sdk::accuracy;
 use donna_sdk::distill::{self, QualityTable};
-use donna_sdk::{registry, teacher};
+use donna_sdk::{accuracy, artifact, registry, teacher};
 
 use crate::run_args::RunArgs;
 
@@ -53,15 +53,26 @@ impl Table {
             let of: Vec<&String> = self.rows.iter().filter(|r| r.0 == stage).map(|r| &r.2).collect();
             let count = |s: &str| of.iter().filter(|x| x.as_str() == s).count();
             println!(
-                "{stage:<10} {} units: {} done, {} pending, {} stale, {} waiting",
+                "{stage:<10} {} units: {} done, {} pending, {} stale, {} waiting, {} damaged",
                 of.len(),
                 count("done"),
                 count("pending"),
                 count("stale"),
-                count("waiting")
+                count("waiting"),
+                count("damaged")
             );
         }
     }
+}
+
+/// Whether any of `files` is listed in the run's manifest with other contents.
+fn any_damaged(files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
+    for f in files {
+        if matches!(artifact::integrity(f)?, artifact::Integrity::Damaged(_)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
@@ -70,13 +81,17 @@ pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
     let seed = opened.config.seed;
     let mut t = Table { rows: Vec::new(), summary: a.summary };
 
-    // Teacher epochs.
+    // Teacher epochs. Damaged files are reported, not moved aside: planning changes nothing.
     let teacher_config = opened.preset.teacher_for(space.as_ref());
-    let done_epochs = match teacher::existing(&opened.dir)? {
+    let root = opened.dir.root();
+    let teacher_files = [opened.dir.teacher(), root.join("teacher.json")];
+    let teacher_damaged = any_damaged(&teacher_files)?;
+    let existing = if teacher_damaged { None } else { teacher::existing(&opened.dir)? };
+    let done_epochs = match existing {
         Some(_) => teacher_config.epochs,
         None => {
-            let meta = opened.dir.root().join("teacher.ckpt.json");
-            if meta.exists() {
+            let meta = root.join("teacher.ckpt.json");
+            if meta.exists() && !any_damaged(&[meta.clone(), root.join("teacher.ckpt.safetensors")])? {
                 let v: serde_json::Value = donna_sdk::artifact::read_json(&meta)?;
                 v["history"].as_array().map_or(0, Vec::len)
             } else {
@@ -85,7 +100,12 @@ pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
         }
     };
     for e in 0..teacher_config.epochs {
-        t.unit("teacher", format!("epoch {}", e + 1), if e < done_epochs { "done" } else { "pending" });
+        let state = match (e < done_epochs, teacher_damaged) {
+            (true, _) => "done",
+            (false, true) => "damaged",
+            (false, false) => "pending",
+        };
+        t.unit("teacher", format!("epoch {}", e + 1), state);
     }
     let teacher_done = done_epochs >= teacher_config.epochs;
 
@@ -94,7 +114,12 @@ pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
     let units = distill::plan(space.as_ref(), &dconfig, seed, a.distill.blocks.as_deref())?;
     let mut all_distilled = true;
     for u in &units {
-        let state = match distill::unit_result(&opened.dir, *u)? {
+        let files =
+            [distill::unit_weights(&opened.dir, *u), distill::unit_weights(&opened.dir, *u).with_extension("json")];
+        let damaged = any_damaged(&files)?;
+        let result = if damaged { None } else { distill::unit_result(&opened.dir, *u)? };
+        let state = match result {
+            _ if damaged => "damaged",
             Some(r) if distill::reusable(&r, &dconfig, seed) => "done",
             Some(_) => "stale",
             None if teacher_done => "pending",
@@ -107,7 +132,11 @@ pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
     // Predictor samples: planned from the quality table, so they wait for it.
     let pconfig = a.predictor.apply(&opened.preset.predictor, None)?;
     let quality: Option<QualityTable> =
-        if opened.dir.quality().exists() && all_distilled { Some(distill::load_quality(&opened.dir)?) } else { None };
+        if opened.dir.quality().exists() && all_distilled && !any_damaged(&[opened.dir.quality()])? {
+            Some(distill::load_quality(&opened.dir)?)
+        } else {
+            None
+        };
     match quality {
         Some(q) => {
             let samples = accuracy::plan_samples(space.as_ref(), &q, pconfig.fit, pconfig.holdout, seed)?;
@@ -140,7 +169,15 @@ pub fn run(a: &PlanArgs) -> anyhow::Result<()> {
         models.sort();
         for m in models {
             let id = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            t.unit("finetune", id, if m.join("model.json").exists() { "done" } else { "pending" });
+            let files = ["weights.safetensors", "arch.json", "model.pt", "model.json"].map(|f| m.join(f));
+            let state = if any_damaged(&files)? {
+                "damaged"
+            } else if m.join("model.json").exists() {
+                "done"
+            } else {
+                "pending"
+            };
+            t.unit("finetune", id, state);
         }
     }
     t.print();
