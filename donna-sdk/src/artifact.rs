@@ -97,6 +97,31 @@ pub fn manifest(root: &Path) -> Result<Vec<ManifestEntry>> {
     Ok(read_json_lines(&root.join(MANIFEST))?.0)
 }
 
+/// The manifest's entries by path, cached per manifest file while its size is unchanged (it
+/// only grows), so checking many artifacts in a row parses it once.
+fn listed_versions(root: &Path, rel: &str) -> Result<Vec<ManifestEntry>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type ByPath = Arc<HashMap<String, Vec<ManifestEntry>>>;
+    static CACHE: Mutex<Option<(PathBuf, u64, ByPath)>> = Mutex::new(None);
+    let file = root.join(MANIFEST);
+    let len = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let by_path = match &*cache {
+        Some((f, l, map)) if *f == file && *l == len => Arc::clone(map),
+        _ => {
+            let mut map: HashMap<String, Vec<ManifestEntry>> = HashMap::new();
+            for e in manifest(root)? {
+                map.entry(e.path.clone()).or_default().push(e);
+            }
+            let map = Arc::new(map);
+            *cache = Some((file, len, Arc::clone(&map)));
+            map
+        }
+    };
+    Ok(by_path.get(rel).cloned().unwrap_or_default())
+}
+
 /// Checks the file at `path` against its run's manifest.
 pub fn integrity(path: &Path) -> Result<Integrity> {
     if !path.exists() {
@@ -104,7 +129,7 @@ pub fn integrity(path: &Path) -> Result<Integrity> {
     }
     let Some(root) = run_root(path) else { return Ok(Integrity::Unlisted) };
     let Some(rel) = relative(&root, path) else { return Ok(Integrity::Unlisted) };
-    let listed: Vec<ManifestEntry> = manifest(&root)?.into_iter().filter(|e| e.path == rel).collect();
+    let listed = listed_versions(&root, &rel)?;
     let Some(last) = listed.last() else { return Ok(Integrity::Unlisted) };
     let (bytes, sha256) = checksum(path)?;
     // Every version donna wrote is listed, the latest last. An older one is as complete as it
