@@ -296,7 +296,6 @@ fn settle(addr: &str, sent: &Sent, round: usize, tag: usize) -> TcpStream {
 /// architectures plus an invalid text of its own, at a place that varies), a `stats`, and by
 /// client number a malformed frame, a wrong token, an oversized frame or a frame cut short. Even
 /// clients send everything on one connection, odd ones open one per request.
-#[allow(clippy::too_many_arguments)]
 fn load_client(
     addr: &str,
     sent: &Sent,
@@ -463,9 +462,9 @@ fn under_load_every_request_gets_exactly_its_own_reply_and_memory_stays_steady()
     assert_eq!(stats.measured, (ROUNDS * MEASURING * VALID) as u64);
 
     // Memory: every connection thread is gone after every round, and the footprint stays put
-    // after the warm-up round. Measured (docs/cost-models.md): VmRSS ~141 MiB, +0.9 to +1.0
-    // MiB over the three rounds after the warm-up; over eleven such rounds it rose by 1.9 MiB
-    // and was flat (+84 KiB) for the last seven, the allocator's arenas filling. The bound, 8
+    // after the warm-up round. Measured (docs/cost-models.md): VmRSS ~141 MiB, at most +0.6 to
+    // +1.0 MiB over the three rounds after the warm-up; over eleven such rounds it rose by 1.9 MiB
+    // and was flat (+84 KiB) for the last seven: the allocator settling. The bound, 8
     // MiB, is four times that; keeping one tiny network (~134 K parameters, 0.5 MiB) per
     // measured architecture would add ~70 MiB in these three rounds, and a connection thread
     // that does not end shows in the thread count.
