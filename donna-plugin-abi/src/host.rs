@@ -51,6 +51,17 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
         RResult::ROk(c) => c,
         RResult::RErr(e) => return Err(refuse(path, format!("failed to start: {e}"))),
     };
+    let mut record = adapt(contents, path);
+    if let Origin::Library { load_ms, .. } = &mut record.origin {
+        *load_ms = start.elapsed().as_secs_f64() * 1e3;
+    }
+    registry::install(record).map_err(|e| refuse(path, e))
+}
+
+/// Wraps what a plugin library contributes in adapters that implement the SDK's traits: a
+/// [`Plugin`] ready for [`registry::install`]. (Public so tests can pass built-in layer types
+/// through the interface in-process and compare them with the native ones.)
+pub fn adapt(contents: RPluginContents, path: &Path) -> Plugin {
     let info = &contents.info;
     let plugin = info.name.to_string();
     let origin = Origin::Library {
@@ -75,10 +86,7 @@ pub fn load(path: &Path) -> Result<&'static Plugin> {
         let summary = device.summary().to_string();
         record.devices.push(leak(HostDevice { plugin: plugin.clone(), name, summary, device }));
     }
-    if let Origin::Library { load_ms, .. } = &mut record.origin {
-        *load_ms = start.elapsed().as_secs_f64() * 1e3;
-    }
-    registry::install(record).map_err(|e| refuse(path, e))
+    record
 }
 
 /// An adapter that lives as long as the process (libraries are never unloaded).
