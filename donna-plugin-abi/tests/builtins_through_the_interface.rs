@@ -18,7 +18,7 @@ use donna_sdk::{checkpoint, registry, FeatureShape, LayerModule, LayerSpec, Laye
 use donna_space_attention as _;
 use donna_space_efficientnet as _;
 use donna_space_mobilenet as _;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// A built-in layer type, handed to the exporter as a plugin author's type would be.
