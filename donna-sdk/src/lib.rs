@@ -38,6 +38,7 @@ pub mod distill;
 pub mod error;
 pub mod export;
 pub mod finetune;
+pub mod fuzzing;
 pub mod latency_cache;
 pub mod layer;
 pub mod layout;

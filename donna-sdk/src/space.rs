@@ -56,9 +56,12 @@ pub fn enumerate_options(
         combos =
             combos.into_iter().flat_map(|c| d.values.iter().map(move |v| c.clone().with(&d.key, v.clone()))).collect();
     }
+    // Options are equal when their keys and value tokens are (see `Value`'s equality); a set of
+    // those keeps this linear, where comparing with every kept option was quadratic.
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<BlockOption> = Vec::new();
     for o in combos.into_iter().filter_map(canonical) {
-        if !out.contains(&o) {
+        if seen.insert(o.iter().map(|(k, v)| (k.to_owned(), v.token())).collect::<Vec<_>>()) {
             out.push(o);
         }
     }

@@ -25,7 +25,11 @@
 //! type = "classifier"         # `classes` comes from the dataset
 //! ```
 //!
-//! Every error names the file, the line and the field.
+//! Every error names the file, the line and the field. A file is refused when a block has more
+//! than [`MAX_OPTIONS`] options, when a choice cannot be written in an architecture string (no
+//! `-`, `/` or spaces; finite numbers; `KEYVALUE` must not read as another key), or when an
+//! option does not fit the block: every option must map the block's input shape to the
+//! teacher's output shape, as blocks are distilled alone and stitched together.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -38,9 +42,14 @@ use crate::arch::BlockOption;
 use crate::error::{Result, SdkError};
 use crate::layer::{FeatureShape, LayerSpec};
 use crate::layout::LayoutSpace;
+use crate::network::count_layers;
 use crate::registry;
-use crate::space::{enumerate_options, BlockSpec, Dimension, SpaceConfig};
+use crate::space::{enumerate_options, BlockSpec, Dimension, SearchSpace, SpaceConfig};
 use crate::value::{Settings, Value};
+
+/// The most options a block of a space file may have: each is distilled, and the file is
+/// expanded to every combination of its choices before anything else is checked.
+pub const MAX_OPTIONS: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,6 +184,15 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
         if d.choices.is_empty() {
             return Err(src.err(&decl.span(), &format!("block[{b}]"), "has no [block.choices]"));
         }
+        let combinations =
+            d.choices.values().try_fold(1usize, |n, v| n.checked_mul(v.get_ref().len()).filter(|&n| n <= MAX_OPTIONS));
+        if combinations.is_none() {
+            return Err(src.err(
+                &decl.span(),
+                &format!("block[{b}].choices"),
+                format!("more than {MAX_OPTIONS} combinations; a block may have at most {MAX_OPTIONS} options"),
+            ));
+        }
         let mut dims = Vec::new();
         for (key, values) in &d.choices {
             let f = field(&format!("choices.{key}"));
@@ -197,6 +215,12 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
             if key == "d" && vals.iter().any(|v| !matches!(v, Value::Int(1..=16))) {
                 return Err(src.err(&values.span(), &f, "depths must be integers from 1 to 16"));
             }
+            if let Some(x) = vals.iter().find_map(|v| match v {
+                Value::Float(x) if !x.is_finite() => Some(x),
+                _ => None,
+            }) {
+                return Err(src.err(&values.span(), &f, format!("{x} is not a finite number")));
+            }
             dims.push(Dimension::new(key, key, vals));
         }
         let options = enumerate_options(&dims, Some);
@@ -208,6 +232,26 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
             options,
             rules: Vec::new(),
         };
+        // Each choice must read back alone from its text form `KEYVALUE`.
+        for (dim, (key, values)) in spec.dims.iter().zip(&d.choices) {
+            for v in &dim.values {
+                let text = format!("{key}{}", v.token());
+                let alone = BlockOption::new().with(key, v.clone());
+                if text.contains(['-', '/'])
+                    || text.contains(char::is_whitespace)
+                    || spec.parse_option(b, &text).ok() != Some(alone)
+                {
+                    return Err(src.err(
+                        &values.span(),
+                        &field(&format!("choices.{key}")),
+                        format!(
+                            "`{v}` cannot be written in an architecture string as `{text}` (keys and values are \
+                             written without `-`, `/` or spaces, and `{text}` must not read as another key)"
+                        ),
+                    ));
+                }
+            }
+        }
         let option =
             spec.parse_option(b, d.teacher.get_ref()).map_err(|e| src.err(&d.teacher.span(), &field("teacher"), e))?;
         spec.option_index(b, &option).map_err(|e| src.err(&d.teacher.span(), &field("teacher"), e))?;
@@ -215,7 +259,7 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
         blocks.push(spec);
     }
     let default_act = act.map(str::to_owned);
-    LayoutSpace::new(
+    let space = LayoutSpace::new(
         &name,
         config.clone(),
         stem,
@@ -224,7 +268,30 @@ pub fn parse(path: &str, text: &str, config: &SpaceConfig) -> Result<LayoutSpace
         teacher,
         Box::new(move |_, spec, option| block_layers(spec, option, default_act.as_deref())),
     )
-    .map_err(|e| SdkError::Config(format!("{path}: {e}")))
+    .map_err(|e| SdkError::Config(format!("{path}: {e}")))?;
+    // The teacher fits (LayoutSpace::new traced it); so must every other option.
+    for (b, (spec, decl)) in space.blocks().iter().zip(&file.block).enumerate() {
+        for option in &spec.options {
+            let fits = space.block_layers(b, option).and_then(|layers| count_layers("", &layers, spec.input)).and_then(
+                |count| {
+                    if count.output == spec.output {
+                        Ok(())
+                    } else {
+                        Err(SdkError::Config(format!("its output is {}, the teacher's {}", count.output, spec.output)))
+                    }
+                },
+            );
+            if let Err(e) = fits {
+                let option = spec.format_option(option);
+                return Err(src.err(
+                    &decl.span(),
+                    &format!("block[{b}].choices"),
+                    format!("option `{option}` does not fit: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(space)
 }
 
 /// `d` layers of type `t` with the option's other settings; the first carries the stride.
