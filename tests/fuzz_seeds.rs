@@ -123,6 +123,15 @@ fn space_files_that_broke_the_parser_are_refused_with_the_field() {
         ("nan-value", "fuzz.toml:18: block[0].choices.e: NaN is not a finite number"),
         // A 20-axis block is 3^20 options: the parser ran out of memory enumerating them.
         ("too-many-options", "fuzz.toml:11: block[0].choices: more than 4096 combinations"),
+        // Found by the fuzzer: absurd sizes overflowed the layers' counting (a panic in debug
+        // builds, a wrapped count in release). Settings are bounded, counts saturate, and a
+        // layer's output map is bounded (`network::MAX_FEATURE_*`).
+        (
+            "huge-expansion",
+            "fuzz.toml:11: block[0].choices: option `d1-e9223372036854775807-k3-tmbconv` does not fit: setting `e` must \
+             be in 1..=1048576",
+        ),
+        ("huge-channels", "fuzz.toml: setting `out` must be in 1..=1048576, got 1099511627776"),
     ];
     let seeds = named_seeds("space_file");
     for (name, expected) in cases {

@@ -89,6 +89,13 @@ pub struct Counters {
     pub ops: u64,
 }
 
+/// The product of `factors` as a count: saturating at `u64::MAX` instead of overflowing (an
+/// absurd layer from a space file or a fuzzer gets a huge count, which the caller can refuse,
+/// rather than a panic or a wrapped-around number); a negative factor counts as 0.
+pub fn prod(factors: &[i64]) -> u64 {
+    factors.iter().fold(1u64, |acc, &f| acc.saturating_mul(u64::try_from(f).unwrap_or(0)))
+}
+
 impl Counters {
     /// Sums a list of ops.
     pub fn of(ops: &[Op]) -> Self {
@@ -96,7 +103,7 @@ impl Counters {
             acc + Counters {
                 params: op.params,
                 macs: op.macs,
-                activation_elems: op.input_elems + op.output_elems,
+                activation_elems: op.input_elems.saturating_add(op.output_elems),
                 ops: 1,
             }
         })
@@ -117,10 +124,10 @@ impl Add for Counters {
     type Output = Counters;
     fn add(self, o: Counters) -> Counters {
         Counters {
-            params: self.params + o.params,
-            macs: self.macs + o.macs,
-            activation_elems: self.activation_elems + o.activation_elems,
-            ops: self.ops + o.ops,
+            params: self.params.saturating_add(o.params),
+            macs: self.macs.saturating_add(o.macs),
+            activation_elems: self.activation_elems.saturating_add(o.activation_elems),
+            ops: self.ops.saturating_add(o.ops),
         }
     }
 }

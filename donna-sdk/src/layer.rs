@@ -34,12 +34,12 @@ impl FeatureShape {
 
     /// Elements in one sample.
     pub fn elems(&self) -> u64 {
-        (self.channels * self.height * self.width) as u64
+        crate::counters::prod(&[self.channels, self.height, self.width])
     }
 
     /// Spatial positions (tokens).
     pub fn positions(&self) -> i64 {
-        self.height * self.width
+        self.height.saturating_mul(self.width)
     }
 
     /// The same map with another channel count.
@@ -49,7 +49,9 @@ impl FeatureShape {
 
     /// The spatial size after a `k x k` convolution with `stride` and "same" padding `k / 2`.
     pub fn conv_output(&self, channels: i64, k: i64, stride: i64) -> Self {
-        let out = |n: i64| (n + 2 * (k / 2) - k) / stride + 1;
+        // Saturating, so absurd sizes give an absurd shape (refused by the caller), not a panic.
+        let out =
+            |n: i64| n.saturating_add(2 * (k / 2)).saturating_sub(k).checked_div(stride).unwrap_or(0).saturating_add(1);
         Self { channels, height: out(self.height), width: out(self.width) }
     }
 

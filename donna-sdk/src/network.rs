@@ -48,9 +48,31 @@ pub fn build_layers(path: &nn::Path, specs: &[LayerSpec], input: FeatureShape) -
         let lt = registry::layer_type(&spec.kind)?;
         let layer_path = path / i;
         layers.push(lt.build(&layer_path, &spec.settings, shape).map_err(|e| layer_error(&layer_path, e))?);
-        shape = lt.output_shape(&spec.settings, shape).map_err(|e| layer_error(&layer_path, e))?;
+        shape = lt
+            .output_shape(&spec.settings, shape)
+            .and_then(|s| checked_shape(&spec.kind, s))
+            .map_err(|e| layer_error(&layer_path, e))?;
     }
     Ok((LayerStack { layers }, shape))
+}
+
+/// The largest feature map a layer may produce, per dimension and in elements per sample: far
+/// above any real network (a 2^20-channel map, 2^36 values = 256 GiB in fp32), and low enough
+/// that the next layer's sizes stay within `i64`.
+pub const MAX_FEATURE_DIM: i64 = 1 << 24;
+/// See [`MAX_FEATURE_DIM`].
+pub const MAX_FEATURE_ELEMS: u64 = 1 << 36;
+
+/// `shape`, or an error when a `kind` layer's output is empty or absurdly large.
+fn checked_shape(kind: &str, shape: FeatureShape) -> Result<FeatureShape> {
+    let dims = [shape.channels, shape.height, shape.width];
+    if dims.iter().any(|&d| !(1..=MAX_FEATURE_DIM).contains(&d)) || shape.elems() > MAX_FEATURE_ELEMS {
+        return Err(SdkError::Config(format!(
+            "a `{kind}` layer would output {shape}: each dimension must be in 1..={MAX_FEATURE_DIM} and the map at most \
+             {MAX_FEATURE_ELEMS} values"
+        )));
+    }
+    Ok(shape)
 }
 
 fn layer_error(path: &nn::Path, e: SdkError) -> SdkError {
@@ -205,7 +227,7 @@ pub fn count_layers(name: &str, specs: &[LayerSpec], input: FeatureShape) -> Res
     for spec in specs {
         let lt = registry::layer_type(&spec.kind)?;
         let ops = lt.ops(&spec.settings, shape)?;
-        let output = lt.output_shape(&spec.settings, shape)?;
+        let output = checked_shape(&spec.kind, lt.output_shape(&spec.settings, shape)?)?;
         layers.push(LayerCount { kind: spec.kind.clone(), output, counters: Counters::of(&ops), ops });
         shape = output;
     }

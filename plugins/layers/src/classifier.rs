@@ -1,5 +1,6 @@
 //! `classifier`: the end of every network.
 
+use donna_sdk::counters::prod;
 use donna_sdk::{FeatureShape, LayerModule, Op, OpKind, Result, SdkError, Settings};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -46,8 +47,8 @@ impl LayerConfig for Classifier {
         }
         ops.push(Op {
             kind: OpKind::Linear,
-            macs: (c * self.classes) as u64,
-            params: (c * self.classes + self.classes) as u64,
+            macs: prod(&[c, self.classes]),
+            params: prod(&[c, self.classes]).saturating_add(prod(&[self.classes])),
             input_elems: c as u64,
             output_elems: self.classes as u64,
         });

@@ -37,7 +37,7 @@ impl LayerConfig for PatchEmbed {
                 kind: OpKind::Elementwise,
                 macs: 0,
                 params: out.elems(),
-                input_elems: 2 * out.elems(),
+                input_elems: out.elems().saturating_mul(2),
                 output_elems: out.elems(),
             },
         ]

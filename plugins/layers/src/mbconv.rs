@@ -36,7 +36,7 @@ impl Common {
     }
 
     fn hidden(&self) -> i64 {
-        self.input.channels * self.expansion
+        self.input.channels.saturating_mul(self.expansion)
     }
 
     fn residual(&self) -> bool {

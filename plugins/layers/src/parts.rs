@@ -1,6 +1,7 @@
 //! Pieces shared by the layer types: activations and conv + batch-norm units, each with the
 //! ops it contributes, so that a layer's `ops` and `build` are written from the same parts.
 
+use donna_sdk::counters::prod;
 use donna_sdk::{FeatureShape, Op, OpKind, Result, SdkError, Settings};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -114,7 +115,7 @@ impl ConvGeom {
     }
 
     fn weight_params(&self) -> u64 {
-        (self.cout * (self.cin / self.groups) * self.k * self.k) as u64 + if self.bias { self.cout as u64 } else { 0 }
+        prod(&[self.cout, self.cin / self.groups, self.k, self.k]) + if self.bias { prod(&[self.cout]) } else { 0 }
     }
 
     /// The conv's op on `input`.
@@ -129,7 +130,7 @@ impl ConvGeom {
         };
         Op {
             kind,
-            macs: out.elems() * ((self.cin / self.groups) * self.k * self.k) as u64,
+            macs: out.elems().saturating_mul(prod(&[self.cin / self.groups, self.k, self.k])),
             params: self.weight_params(),
             input_elems: input.elems(),
             output_elems: out.elems(),
@@ -214,7 +215,7 @@ impl SqueezeExcite {
         ops.push(ConvGeom::pointwise(c, squeeze).with_bias().op(pooled));
         ops.extend(act.ops(squeeze as u64));
         ops.push(ConvGeom::pointwise(squeeze, c).with_bias().op(FeatureShape::new(squeeze, 1, 1)));
-        ops.push(Op::elementwise(OpKind::SqueezeExcite, shape.elems() + c as u64, shape.elems()));
+        ops.push(Op::elementwise(OpKind::SqueezeExcite, shape.elems().saturating_add(prod(&[c])), shape.elems()));
         ops
     }
 
@@ -238,17 +239,22 @@ impl ModuleT for SqueezeExcite {
 
 /// The residual add's op.
 pub fn residual_op(shape: FeatureShape) -> Op {
-    Op::elementwise(OpKind::Elementwise, 2 * shape.elems(), shape.elems())
+    Op::elementwise(OpKind::Elementwise, shape.elems().saturating_mul(2), shape.elems())
 }
 
 /// Reads a positive integer setting.
 pub fn positive(s: &Settings, key: &str) -> Result<i64> {
     let v = s.int(key)?;
-    if v <= 0 {
-        return Err(SdkError::Setting(format!("setting `{key}` must be positive, got {v}")));
+    if !(1..=MAX_SETTING).contains(&v) {
+        return Err(SdkError::Setting(format!("setting `{key}` must be in 1..={MAX_SETTING}, got {v}")));
     }
     Ok(v)
 }
+
+/// The largest integer setting a built-in layer takes (channels, kernel, expansion, heads,
+/// classes, ...): far above any real network, low enough that sizes computed from a few of
+/// them stay within `i64` (counts saturate beyond that, see `donna_sdk::counters::prod`).
+pub const MAX_SETTING: i64 = 1 << 20;
 
 /// Reads a positive integer setting with a default.
 pub fn positive_or(s: &Settings, key: &str, default: i64) -> Result<i64> {

@@ -4,6 +4,7 @@
 //! block and distilled against the same teacher features. The positions of the map are the
 //! tokens: a `C x H x W` map is `H*W` tokens of width `C`.
 
+use donna_sdk::counters::prod;
 use donna_sdk::{FeatureShape, LayerModule, Op, OpKind, Result, SdkError, Settings};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -27,10 +28,10 @@ fn norm_op(shape: FeatureShape) -> Op {
 fn linear_op(tokens: i64, cin: i64, cout: i64) -> Op {
     Op {
         kind: OpKind::Linear,
-        macs: (tokens * cin * cout) as u64,
-        params: (cin * cout + cout) as u64,
-        input_elems: (tokens * cin) as u64,
-        output_elems: (tokens * cout) as u64,
+        macs: prod(&[tokens, cin, cout]),
+        params: prod(&[cin, cout]).saturating_add(prod(&[cout])),
+        input_elems: prod(&[tokens, cin]),
+        output_elems: prod(&[tokens, cout]),
     }
 }
 
@@ -59,32 +60,32 @@ impl LayerConfig for Transformer {
     }
     fn ops(&self) -> Vec<Op> {
         let (n, c) = (self.shape.positions(), self.shape.channels);
-        let scores = (self.heads * n * n) as u64;
+        let scores = prod(&[self.heads, n, n]);
         let tokens = self.shape.elems();
         vec![
             norm_op(self.shape),
-            linear_op(n, c, 3 * c),
+            linear_op(n, c, c.saturating_mul(3)),
             Op {
                 kind: OpKind::Matmul,
-                macs: (n * n * c) as u64,
+                macs: prod(&[n, n, c]),
                 params: 0,
-                input_elems: 2 * tokens,
+                input_elems: tokens.saturating_mul(2),
                 output_elems: scores,
             },
             Op::elementwise(OpKind::Softmax, scores, scores),
             Op {
                 kind: OpKind::Matmul,
-                macs: (n * n * c) as u64,
+                macs: prod(&[n, n, c]),
                 params: 0,
-                input_elems: scores + tokens,
+                input_elems: scores.saturating_add(tokens),
                 output_elems: tokens,
             },
             linear_op(n, c, c),
             residual_op(self.shape),
             norm_op(self.shape),
-            linear_op(n, c, self.mlp * c),
-            Op::elementwise(OpKind::Activation, (n * self.mlp * c) as u64, (n * self.mlp * c) as u64),
-            linear_op(n, self.mlp * c, c),
+            linear_op(n, c, self.mlp.saturating_mul(c)),
+            Op::elementwise(OpKind::Activation, prod(&[n, self.mlp, c]), prod(&[n, self.mlp, c])),
+            linear_op(n, self.mlp.saturating_mul(c), c),
             residual_op(self.shape),
         ]
     }
