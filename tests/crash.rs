@@ -2,7 +2,10 @@
 //! - `donna run` killed with SIGKILL again and again, a little later each time, then re-run to
 //!   the end, gives the same results as a run that was never interrupted;
 //! - the predictor stage split between two processes running at once, launched by the Slurm
-//!   job-array template as tasks 0 and 1 of 2, gives the same predictor as one process.
+//!   job-array template as tasks 0 and 1 of 2, gives the same predictor as one process, and
+//!   two finetune shards at once give the models of one process;
+//! - damaged artifacts (flipped bytes, a changed digit, a truncated file) are reported by
+//!   `donna verify` and `donna plan`, refused when read, and redone to the same results.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -53,13 +56,7 @@ fn results(run: &Path) -> (Nsr, Vec<u8>, Vec<u8>, Accuracies, Accuracies) {
     let mut samples: Vec<(String, f64)> = samples.into_iter().map(|s| (s.id, s.accuracy)).collect();
     samples.sort_by(|a, b| a.0.cmp(&b.0));
     samples.dedup_by(|a, b| a.0 == b.0);
-    let mut models = Vec::new();
-    for entry in std::fs::read_dir(run.join("models")).unwrap() {
-        let record: ModelRecord = artifact::read_json(&entry.unwrap().path().join("model.json")).unwrap();
-        models.push((record.id, record.accuracy));
-    }
-    models.sort_by(|a, b| a.0.cmp(&b.0));
-    (nsr, read("predictor.json"), read("search/v100/pareto.json"), samples, models)
+    (nsr, read("predictor.json"), read("search/v100/pareto.json"), samples, model_accuracies(run))
 }
 
 #[test]
@@ -254,5 +251,49 @@ fn damaged_artifacts_are_detected_reported_and_redone() {
     assert_eq!(results(&run), expected, "the redone artifacts differ from the originals");
     let o = verify();
     assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `id -> accuracy` of every exported model of `run`.
+fn model_accuracies(run: &Path) -> Accuracies {
+    let mut models = Vec::new();
+    for entry in std::fs::read_dir(run.join("models")).unwrap() {
+        let record: ModelRecord = artifact::read_json(&entry.unwrap().path().join("model.json")).unwrap();
+        models.push((record.id, record.accuracy));
+    }
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    models
+}
+
+#[test]
+fn finetune_shards_at_once_give_the_models_of_one_process() {
+    let dir = temp_dir("finetune-shards");
+    let one = dir.join("one");
+    let o = donna().args(run_args(&one)).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(one.join("models")).unwrap();
+    let two = dir.join("two");
+    let o = Command::new("cp").arg("-r").arg(&one).arg(&two).output().unwrap();
+    assert!(o.status.success());
+    let finetune = |run: &Path, shard: Option<&str>| {
+        let mut c = donna();
+        c.args(["finetune", "--run", run.to_str().unwrap(), "--device", "v100", "--top", "3"]);
+        c.args("--final-steps 4 --final-batch-size 16".split(' '));
+        if let Some(s) = shard {
+            c.args(["--shard", s]);
+        }
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    };
+    let o = finetune(&one, None).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (finetune(&two, Some("0/2")).spawn().unwrap(), finetune(&two, Some("1/2")).spawn().unwrap());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", text(&a), text(&b));
+    let expected = model_accuracies(&one);
+    assert!(expected.len() >= 2, "the front gives several models: {expected:?}");
+    assert_eq!(model_accuracies(&two), expected, "sharded and single-process finetunes differ");
+    let o = donna().args(["finetune", "--run", two.to_str().unwrap(), "--shard", "2/2"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,6 +3,7 @@
 #
 #   sbatch --array=0-15 deploy/slurm/donna-array.sh distill  /shared/runs/r1
 #   sbatch --array=0-7  deploy/slurm/donna-array.sh predictor /shared/runs/r1
+#   sbatch --array=0-3  deploy/slurm/donna-array.sh finetune  /shared/runs/r1 --device v100 --top 4
 #
 # Each task takes every N-th unit (`--shard I/N`); units already done are skipped, so a failed
 # or preempted task is simply resubmitted. Whichever task finishes the last unit merges (the
@@ -14,7 +15,7 @@
 #SBATCH --time=04:00:00
 #SBATCH --output=donna-%A_%a.log
 set -euo pipefail
-stage="${1:?stage: distill or predictor}"
+stage="${1:?stage: distill, predictor or finetune}"
 run="${2:?run directory (shared filesystem)}"
 shift 2
 count="${SLURM_ARRAY_TASK_COUNT:?run as a job array (sbatch --array=0-N)}"

@@ -117,7 +117,7 @@ pub fn run(a: &CompressArgs) -> anyhow::Result<()> {
     let mut finetune = a.finetune.clone();
     finetune.top = Some(1);
     let models = if front.front.iter().any(|e| e.feasible) {
-        crate::cmd_search::finetune_stage(&opened, &front.device, &finetune)?
+        crate::cmd_search::finetune_stage(&opened, &front.device, &finetune, (0, 1))?
     } else {
         Vec::new()
     };

@@ -180,7 +180,7 @@ pub fn pipeline(a: &PipelineArgs) -> anyhow::Result<()> {
     let front = crate::cmd_search::stage(&opened, &a.search)?;
     timed("search", t);
     let t = std::time::Instant::now();
-    let models = crate::cmd_search::finetune_stage(&opened, &front.device, &a.finetune)?;
+    let models = crate::cmd_search::finetune_stage(&opened, &front.device, &a.finetune, (0, 1))?;
     timed("finetune", t);
     // The teacher priced like the models, through the run's latency cache.
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;

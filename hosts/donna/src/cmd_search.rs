@@ -181,10 +181,13 @@ pub fn spread(front_len: usize, count: usize) -> Vec<usize> {
 
 /// Finetunes and exports the chosen models; returns their records with their front entries'
 /// latencies where known.
+/// Finetunes and exports the chosen models (shard `I/N`: the chosen models `i` with
+/// `i mod N = I`); returns this shard's records.
 pub fn finetune_stage(
     opened: &OpenedRun,
     device: &str,
     a: &FinetuneArgs,
+    shard: (usize, usize),
 ) -> anyhow::Result<Vec<(ModelRecord, Option<f64>)>> {
     let space = registry::space(&opened.config.space, &opened.config.space_config)?;
     let mut config: FinetuneConfig = opened.preset.final_finetune.clone();
@@ -215,6 +218,10 @@ pub fn finetune_stage(
     if chosen.is_empty() {
         return usage("nothing to finetune: the front has no feasible architecture");
     }
+    // Each model is its own unit (its seed comes from its id), so shards give the models one
+    // process would.
+    let chosen: Vec<_> =
+        chosen.into_iter().enumerate().filter(|(i, _)| i % shard.1 == shard.0).map(|(_, c)| c).collect();
     let data = open_data(opened)?;
     let exporter =
         Exporter { run: &opened.dir, space: space.as_ref(), data: &data, config: &config, seed: opened.config.seed };
@@ -256,11 +263,19 @@ pub struct FinetuneCommand {
     device: String,
     #[command(flatten)]
     finetune: FinetuneArgs,
+    /// Do shard I of N (0-based) of the chosen models, e.g. `--shard 1/4`; shards can run as
+    /// separate processes.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
 }
 
 pub fn run_finetune(a: &FinetuneCommand) -> anyhow::Result<()> {
+    let shard = match &a.shard {
+        Some(s) => crate::cmd_distill::parse_shard(s)?,
+        None => (0, 1),
+    };
     let opened = a.run.open()?;
-    finetune_stage(&opened, &a.device, &a.finetune)?;
+    finetune_stage(&opened, &a.device, &a.finetune, shard)?;
     Ok(())
 }
 
