@@ -37,6 +37,10 @@ pub struct ManifestEntry {
     pub bytes: u64,
     /// SHA-256 of the contents, lowercase hex.
     pub sha256: String,
+    /// Set when donna removed the file on purpose (a training checkpoint once training is
+    /// done): it is then no longer expected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// What a check of one file against the manifest found.
@@ -129,7 +133,7 @@ pub fn integrity(path: &Path) -> Result<Integrity> {
     }
     let Some(root) = run_root(path) else { return Ok(Integrity::Unlisted) };
     let Some(rel) = relative(&root, path) else { return Ok(Integrity::Unlisted) };
-    let listed = listed_versions(&root, &rel)?;
+    let listed: Vec<ManifestEntry> = listed_versions(&root, &rel)?.into_iter().filter(|e| !e.removed).collect();
     let Some(last) = listed.last() else { return Ok(Integrity::Unlisted) };
     let (bytes, sha256) = checksum(path)?;
     // Every version donna wrote is listed, the latest last. An older one is as complete as it
@@ -191,7 +195,7 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
         if let Some(root) = run_root(path) {
             if let Some(rel) = relative(&root, path) {
                 let (bytes, sha256) = checksum(tmp)?;
-                append_json_line(&root.join(MANIFEST), &ManifestEntry { path: rel, bytes, sha256 })?;
+                append_json_line(&root.join(MANIFEST), &ManifestEntry { path: rel, bytes, sha256, removed: false })?;
             }
         }
         fs::rename(tmp, path).map_err(|e| io(path, e))
@@ -200,6 +204,23 @@ pub fn commit(tmp: &Path, path: &Path) -> Result<()> {
         let _ = fs::remove_file(tmp);
     }
     result
+}
+
+/// Removes an artifact donna no longer needs (a missing file is fine) and records the removal
+/// in the run's manifest, so `donna verify` does not report it missing.
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path, e)),
+    }
+    if let Some(root) = run_root(path) {
+        if let Some(rel) = relative(&root, path) {
+            let entry = ManifestEntry { path: rel, bytes: 0, sha256: String::new(), removed: true };
+            append_json_line(&root.join(MANIFEST), &entry)?;
+        }
+    }
+    Ok(())
 }
 
 /// A temporary name next to `path`, unique to this process.
@@ -364,6 +385,25 @@ mod tests {
         write_json(&outside, &1).unwrap();
         assert_eq!(integrity(&outside).unwrap(), Integrity::Unlisted);
         fs::remove_file(&outside).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_removal_is_recorded_and_a_later_version_is_checked_again() {
+        let dir = std::env::temp_dir().join(format!("donna-manifest-rm-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        write_json(&dir.join("run.json"), &"config").unwrap();
+        let path = dir.join("x.ckpt.json");
+        write_json(&path, &1).unwrap();
+        remove(&path).unwrap();
+        remove(&path).unwrap(); // already gone: fine, nothing more recorded
+        let entries = manifest(&dir).unwrap();
+        assert_eq!(entries.iter().filter(|e| e.removed).count(), 1);
+        assert_eq!(integrity(&path).unwrap(), Integrity::Missing);
+        write_json(&path, &2).unwrap();
+        assert_eq!(integrity(&path).unwrap(), Integrity::Valid);
+        fs::write(&path, b"3\n").unwrap();
+        assert!(matches!(integrity(&path).unwrap(), Integrity::Damaged(_)));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -84,8 +84,8 @@ impl CheckpointPaths {
 
     /// Removes the checkpoint once the run's final artifacts are written.
     pub fn remove(&self) {
-        let _ = std::fs::remove_file(&self.tensors);
-        let _ = std::fs::remove_file(&self.meta);
+        let _ = artifact::remove(&self.tensors);
+        let _ = artifact::remove(&self.meta);
     }
 }
 

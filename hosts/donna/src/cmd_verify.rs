@@ -24,7 +24,9 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}: not a run directory (no run.json)", a.run.display());
     }
     let entries = artifact::manifest(&a.run)?;
-    let latest: BTreeMap<&str, &artifact::ManifestEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    // The latest entry of each path; files donna removed on purpose are no longer expected.
+    let mut latest: BTreeMap<&str, &artifact::ManifestEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    latest.retain(|_, e| !e.removed);
     let (mut ok, mut damaged, mut missing) = (0usize, Vec::new(), 0usize);
     for path in latest.keys() {
         match artifact::integrity(&a.run.join(path))? {
