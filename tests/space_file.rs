@@ -8,43 +8,10 @@ use donna_layers as _;
 
 use donna_sdk::{registry, SpaceConfig};
 
-const TINYNET: &str = r#"# A two-block space for tests.
-name = "tinynet"
-activation = "relu"
-
-[[stem]]
-type = "conv_bn_act"
-out = 16
-k = 3
-stride = 1
-
-[[block]]
-out = 24
-stride = 2
-teacher = "d2-e4-k3-tmbconv"
-[block.choices]
-t = ["mbconv", "fused_mbconv"]
-k = [3, 5]
-e = [2, 4]
-d = [1, 2]
-
-[[block]]
-out = 32
-stride = 2
-teacher = "d1-e4-k3"
-[block.choices]
-k = [3, 5]
-e = [2, 4]
-d = [1, 2]
-
-[[head]]
-type = "conv_bn_act"
-out = 64
-k = 1
-
-[[head]]
-type = "classifier"
-"#;
+/// The two-block space the fuzz targets also use, with a comment line first (the error line
+/// numbers below count it).
+static TINYNET: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("# A two-block space for tests.\n{}", donna_sdk::fuzzing::TINY_SPACE));
 
 fn donna(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_donna")).args(args).output().expect("donna runs")
@@ -74,7 +41,7 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
 #[test]
 fn a_space_file_builds_the_declared_blocks_and_teacher() {
     let dir = temp_dir("build");
-    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let spec = write(&dir, "tinynet.toml", &TINYNET);
     let space = registry::space(&spec, &config()).unwrap();
     assert_eq!(space.name(), "tinynet");
     assert_eq!(space.blocks().len(), 2);
@@ -117,7 +84,7 @@ fn malformed_space_files_name_the_line_and_the_field() {
 #[test]
 fn a_space_file_goes_through_distill_search_and_finetune() {
     let dir = temp_dir("pipeline");
-    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let spec = write(&dir, "tinynet.toml", &TINYNET);
     let run = dir.join("run");
     let flags = format!(
         "run --run {} --space {spec} --data synthetic:size=16,train=96,val=48 --resolution 16 --width-mult 1 \
@@ -140,7 +107,7 @@ fn a_space_file_goes_through_distill_search_and_finetune() {
 #[test]
 fn explore_compares_the_fronts_of_two_spaces() {
     let dir = temp_dir("explore");
-    let spec = write(&dir, "tinynet.toml", TINYNET);
+    let spec = write(&dir, "tinynet.toml", &TINYNET);
     let root = dir.join("explore");
     let flags = format!(
         "explore --spaces mobilenet,{spec} --root {} --data synthetic:size=16,train=96,val=48 --resolution 16 \
